@@ -1,0 +1,96 @@
+"""Which backend runs an op, and why the others cannot.
+
+Every fused op has up to four backends:
+    reference  pure PyTorch (vlengine.ops.reference): the oracle and the fallback
+    cpu        the C++ kernels of vlengine._C
+    cuda       the CUDA kernels of vlengine._C
+    triton     the Triton kernels of vlengine.kernels (sm_80+; on the CPU only
+               under Triton's interpreter, TRITON_INTERPRET=1, which is how CI tests them)
+
+Ops call ``select(op, device, backend)``: an explicit ``backend=`` wins (and fails
+loudly if it cannot run); otherwise the fastest usable one for the device.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from . import _extension
+
+BACKENDS = ("reference", "cpu", "cuda", "triton")
+# Preference when the caller does not choose. Triton is not picked on the CPU:
+# its interpreter is for testing, far slower than the C++ kernels.
+_PREFERENCE = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_import_error() -> str | None:
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except ImportError as exc:
+        return f"triton is not installed ({exc}); install the `triton` extra"
+    return None
+
+
+def _op_registered(op: str) -> bool:
+    return hasattr(torch.ops.vlengine, op)
+
+
+def reason_unavailable(backend: str, device: torch.device, op: str | None = None) -> str | None:
+    """None if ``backend`` can run ``op`` on ``device``; otherwise a sentence saying why not."""
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r}; choose one of {BACKENDS}"
+    if backend == "reference":
+        return None
+    if backend == "triton":
+        err = _triton_import_error()
+        if err:
+            return err
+        if device.type == "cpu" and not triton_interpreted():
+            return "Triton runs on the CPU only under its interpreter (set TRITON_INTERPRET=1)"
+        if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+            return "the Triton kernels target sm_80 and newer; this GPU is older"
+        if device.type not in ("cpu", "cuda"):
+            return f"no Triton kernels for {device.type} tensors"
+        return None
+    ext = _extension.load()
+    if ext is None:
+        return _extension.error()
+    if backend == "cpu":
+        if device.type != "cpu":
+            return f"the CPU kernels take CPU tensors, got {device.type}"
+    elif backend == "cuda":
+        if not ext.built_with_cuda():
+            return "vlengine._C was built without CUDA (no toolkit found at build time, or VLENGINE_NO_CUDA=1)"
+        if device.type != "cuda":
+            return f"the CUDA kernels take CUDA tensors, got {device.type}"
+    if op is not None and not _op_registered(op):
+        return f"the compiled extension has no op {op!r}; rebuild it"
+    return None
+
+
+def select(op: str, device: torch.device, backend: str | None = None) -> str:
+    """The backend to run ``op`` on tensors of ``device``."""
+    if backend is not None:
+        reason = reason_unavailable(backend, device, op)
+        if reason:
+            raise RuntimeError(f"vlengine.ops.{op}: backend {backend!r} cannot run here: {reason}")
+        return backend
+    for candidate in _PREFERENCE.get(device.type, ("reference",)):
+        if reason_unavailable(candidate, device, op) is None:
+            return candidate
+    return "reference"
+
+
+def not_supported_reasons(device: torch.device | str = "cpu", op: str | None = None) -> dict[str, str | None]:
+    """For each backend, None if usable on ``device``, else why not."""
+    device = torch.device(device)
+    return {b: reason_unavailable(b, device, op) for b in BACKENDS}

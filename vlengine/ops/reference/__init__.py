@@ -1,0 +1,8 @@
+"""Pure-PyTorch references of every fused op: the test oracles, the benchmark
+baselines, and the fallback when no compiled backend fits. One file per op."""
+
+from .mask_pixels import mask_pixels
+from .masked_cells import masked_cells
+from .roi_align import roi_align_masked
+
+__all__ = ["mask_pixels", "masked_cells", "roi_align_masked"]

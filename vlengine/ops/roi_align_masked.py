@@ -1,0 +1,116 @@
+"""RoIAlign fused with VL-BERT's pixel masking, and a torchvision-compatible roi_align on the same kernels."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _backend, _checks, _extension, reference
+from ._registration import register_autograd_once, register_fake_once
+
+_extension.load()
+try:  # the Triton kernels register vlengine::roi_align_masked_triton
+    from vlengine.kernels import roi_align_masked as _triton_kernels  # noqa: F401
+except ImportError:
+    _triton_kernels = None
+
+_OP = "roi_align_masked"
+
+
+def roi_align_masked(input: torch.Tensor, rois, masked_boxes, output_size, spatial_scale: float = 1.0,
+                     sampling_ratio: int = -1, aligned: bool = False, *, backend: str | None = None) -> torch.Tensor:
+    """RoIAlign over ``input`` with every cell inside a masked box of the same image read as zero.
+
+    Exactly ``torchvision.ops.roi_align(mask_pixels(input, masked_boxes scaled by
+    spatial_scale), rois, ...)``, computed in one pass without a masked copy of
+    the input: the bilinear weights of taps on masked cells are set to zero.
+    This is VL-BERT's masked RoI classification input (the masked region's
+    pixels are zeroed before the visual backbone) applied on the feature map.
+
+    Args:
+        input: [N, C, H, W] feature map (any strides; channels-last is read in place).
+        rois: [K, 5] (batch_index, x1, y1, x2, y2) in input-image coordinates, or a
+            list of N tensors [L_i, 4] (torchvision's form).
+        masked_boxes: [M, 5] or a list of [L_i, 4], same coordinates as ``rois``.
+            Cell (y, x) of image n is zeroed iff a masked box of image n has
+            floor(x1*s) <= x <= floor(x2*s) and floor(y1*s) <= y <= floor(y2*s),
+            s = spatial_scale (clamped to the map).
+        output_size: (height, width) of each pooled RoI, or one int.
+        spatial_scale: map size / image size (1/16 for a stride-16 C4 backbone).
+        sampling_ratio: samples per bin along each axis; <= 0 chooses ceil(roi / bin) adaptively.
+        aligned: False is the legacy Detectron RoIAlign VL-BERT uses (RoIs at least
+            1 cell, no half-pixel offset); True shifts by half a pixel.
+        backend: None picks the fastest usable ("cuda" > "triton" on GPU, "cpu" on
+            CPU, "reference" when nothing compiled fits); tests and benchmarks name one.
+
+    Returns:
+        [K, C, output_size[0], output_size[1]] in ``input``'s dtype (float16 and
+        bfloat16 accumulate in float32). Gradients flow to ``input`` only and are
+        zero on masked cells.
+    """
+    op = "roi_align_masked"
+    _checks.check_tensor(op, "input", input, ndim=4, floating=True)
+    rois = _checks.boxes_to_rois(op, "rois", rois, input)
+    masked_boxes = _checks.boxes_to_rois(op, "masked_boxes", masked_boxes, input)
+    _checks.check_same_device(op, input=input, rois=rois, masked_boxes=masked_boxes)
+    _checks.check_rois(op, "rois", rois, input.shape[0])
+    _checks.check_rois(op, "masked_boxes", masked_boxes, input.shape[0])
+    ph, pw = _checks.pair(op, "output_size", output_size)
+    spatial_scale, sampling_ratio, aligned = float(spatial_scale), int(sampling_ratio), bool(aligned)
+    if not spatial_scale > 0:
+        raise ValueError(f"{op}: spatial_scale must be positive, got {spatial_scale}")
+
+    chosen = _backend.select(_OP, input.device, backend)
+    if chosen == "reference":
+        return reference.roi_align_masked(input, rois, masked_boxes, (ph, pw), spatial_scale, sampling_ratio, aligned)
+    fn = torch.ops.vlengine.roi_align_masked_triton if chosen == "triton" else torch.ops.vlengine.roi_align_masked
+    return fn(input, rois, masked_boxes, spatial_scale, ph, pw, sampling_ratio, aligned)
+
+
+def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+              aligned: bool = False, *, backend: str | None = None) -> torch.Tensor:
+    """Drop-in for ``torchvision.ops.roi_align`` (same arguments, both box forms), on vlengine's kernels.
+
+    Unlike torchvision's: the CPU kernel is parallel, bfloat16 is supported, and
+    the CUDA backward has a deterministic mode
+    (``torch.use_deterministic_algorithms(True)``).
+    """
+    rois = _checks.boxes_to_rois("roi_align", "boxes", boxes, input) if isinstance(input, torch.Tensor) else boxes
+    empty = rois.new_zeros((0, 5)) if isinstance(rois, torch.Tensor) else None
+    return roi_align_masked(input, rois, empty, output_size, spatial_scale, sampling_ratio, aligned, backend=backend)
+
+
+# ---- torch.library registration: fake kernels and autograd for each compiled backend ----
+
+def _fake_forward(input, rois, masked_boxes, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+    return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
+
+
+def _fake_backward(grad, rois, masked_boxes, spatial_scale, pooled_height, pooled_width, batch_size, channels,
+                   height, width, sampling_ratio, aligned):
+    return grad.new_empty((batch_size, channels, height, width))
+
+
+def _setup_context(ctx, inputs, output):
+    input, rois, masked_boxes, spatial_scale, ph, pw, sampling_ratio, aligned = inputs
+    ctx.save_for_backward(rois, masked_boxes)
+    ctx.params = (spatial_scale, ph, pw, *input.shape, sampling_ratio, aligned)
+
+
+def _make_backward(backward_op):
+    def backward(ctx, grad):
+        rois, masked_boxes = ctx.saved_tensors
+        scale, ph, pw, n, c, h, w, sampling_ratio, aligned = ctx.params
+        grad_input = backward_op()(grad, rois, masked_boxes, scale, ph, pw, n, c, h, w, sampling_ratio, aligned)
+        return grad_input, None, None, None, None, None, None, None
+    return backward
+
+
+for _suffix in ("", "_triton"):
+    _fwd, _bwd = f"vlengine::roi_align_masked{_suffix}", f"vlengine::roi_align_masked_backward{_suffix}"
+    register_fake_once(_fwd, _fake_forward)
+    register_fake_once(_bwd, _fake_backward)
+    register_autograd_once(
+        _fwd,
+        _make_backward(lambda name=_bwd.split("::")[1]: getattr(torch.ops.vlengine, name)),
+        _setup_context,
+    )
