@@ -41,6 +41,8 @@ class VLBatch:
     region_masked: torch.Tensor | None = None     # [B, R] bool, regions whose input is masked
     region_targets: torch.Tensor | None = None    # [B, R] int64 class targets, IGNORE_INDEX elsewhere
     region_feature_targets: torch.Tensor | None = None  # [B, R, 2048] original features (MOP regression)
+    # segment of each text token: 0 = A, 1 = B (sentence pairs for NSP); None means all A
+    token_type_ids: torch.Tensor | None = None    # [B, T] int64
     # free-form extras (e.g. VQA answer scores, referring target box, sample ids)
     extras: dict | None = None
 
