@@ -8,15 +8,24 @@ why a backend cannot run; ``python -m vlengine.info`` prints the whole picture.
 from . import reference
 from ._backend import BACKENDS, not_supported_reasons
 from ._checks import set_value_checks
+from .box_iou_batched import box_iou_batched
+from .iou_neighbourhood_mask import iou_neighbourhood_mask
 from .mask_pixels import mask_pixels
 from .roi_align_masked import roi_align, roi_align_masked
+from .sample_region_mask import INTERBERT_PAPER, INTERBERT_RELEASED, RegionMaskPreset, sample_region_mask
 
 __all__ = [
     "BACKENDS",
+    "INTERBERT_PAPER",
+    "INTERBERT_RELEASED",
+    "RegionMaskPreset",
+    "box_iou_batched",
+    "iou_neighbourhood_mask",
     "mask_pixels",
     "not_supported_reasons",
     "reference",
     "roi_align",
     "roi_align_masked",
+    "sample_region_mask",
     "set_value_checks",
 ]
