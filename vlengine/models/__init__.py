@@ -1,0 +1,33 @@
+"""vlengine.models: VL-BERT, InterBERT, SemVLP and CSS-BERT from one set of parts.
+
+Forward API (every architecture)::
+
+    from vlengine.models import VLConfig, VLBert
+    from vlengine.models.heads import MaskedLMHead, RegionClassificationHead
+
+    config = VLConfig.base()                     # or .large(), .tiny(), VLConfig.from_file("model.yaml")
+    model = VLBert(config)                       # precomputed-feature mode (batch.region_features)
+    mlm = MaskedLMHead(config, model.embeddings.word_embeddings)   # tied decoder
+    mrc = RegionClassificationHead(config)
+
+    out = model(batch)                           # batch: vlengine.data.batch.VLBatch
+    out.text      # [B, T, H] hidden state per text position of batch.input_ids (zeros on padding)
+    out.regions   # [B, R, H] per region of batch.region_features (zeros on padding / text-only rows), or None
+    out.pooled    # [B, H] BERT pooler on [CLS]: input of ITM / NSP / QA heads
+    out.image     # [B, H] image summary (mean of region outputs for VL-BERT)
+    loss = mlm.loss(out.text, batch.mlm_labels) \
+         + mrc.loss(out.regions, batch.region_masked, batch.region_targets, batch.region_soft_labels)
+
+Batch fields read: input_ids, text_mask, token_type_ids (optional, segment A/B),
+region_features / region_boxes / region_valid / image_size (regions; absent for
+a text-only batch), text_only (rows that get no regions), region_masked (their
+appearance is replaced by a learned mask vector), images (end-to-end mode with a
+visual front-end). Labels use IGNORE_INDEX = -100. Heads compute only at the
+labelled rows (MLM gathers masked tokens first; fused chunked linear + CE by default).
+"""
+
+from .config import VLConfig
+from .outputs import VLOutput
+from .vlbert import VLBert
+
+__all__ = ["VLBert", "VLConfig", "VLOutput"]
