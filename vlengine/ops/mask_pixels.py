@@ -60,7 +60,8 @@ def mask_pixels(images: torch.Tensor, boxes, fill=0.0, inplace: bool = False, *,
         return reference.mask_pixels(images, boxes, fill, inplace=inplace)
     name = "mask_pixels_triton" if chosen == "triton" else "mask_pixels"
     if inplace and not (images.requires_grad and torch.is_grad_enabled()):
-        return getattr(torch.ops.vlengine, name + "_")(images, boxes, fill)
+        getattr(torch.ops.vlengine, name + "_")(images, boxes, fill)
+        return images
     out = getattr(torch.ops.vlengine, name)(images, boxes, fill)
     # In place on a tensor autograd tracks: copy_ records the gradient path.
     return images.copy_(out) if inplace else out
