@@ -1,0 +1,58 @@
+"""Start tests/training/tiny.py as 1 or N ranks (gloo on the CPU) and read its result."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+TINY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(TINY)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ds_config(stage: int, micro_batch: int, accumulation: int = 1, world: int = 1, **extra) -> dict:
+    config = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": accumulation,
+              "train_batch_size": micro_batch * accumulation * world,
+              "zero_optimization": {"stage": stage}, "gradient_clipping": 1.0}
+    config.update(extra)
+    return config
+
+
+def run_tiny(tmp_path, *, world: int, ds: dict, train: dict, tasks: dict | None = None, micro_batch: int = 8,
+             dropout: float = 0.0, kill_on_save: int = 0, name: str = "result", timeout: int = 240):
+    """Run the tiny objective; return (result dict or None, [returncodes], combined output)."""
+    out = os.path.join(str(tmp_path), f"{name}.json")
+    port = str(free_port())
+    cmd = [sys.executable, TINY, "--out", out, "--ds-config", json.dumps(ds), "--train", json.dumps(train),
+           "--tasks", json.dumps(tasks or {"cls": 1.0}), "--micro-batch", str(micro_batch),
+           "--dropout", str(dropout), "--kill-on-save", str(kill_on_save)]
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, DS_ACCELERATOR="cpu", RANK=str(rank), LOCAL_RANK=str(rank),
+                   WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1",
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    outputs, codes = [], []
+    for proc in procs:
+        try:
+            text, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        outputs.append(text)
+        codes.append(proc.returncode)
+    result = None
+    if os.path.exists(out):
+        with open(out) as f:
+            result = json.load(f)
+    return result, codes, "\n".join(outputs)

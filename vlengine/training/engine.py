@@ -1,0 +1,118 @@
+"""Start torch.distributed the DeepSpeed way and wrap a module in a DeepSpeed engine.
+
+Runs under the `deepspeed` launcher (env RANK/WORLD_SIZE/... set by it), under
+torchrun, or as one plain process (then a one-rank group is created here, so
+the same code path, ZeRO included, is exercised on a laptop). On a machine
+without a GPU set DS_ACCELERATOR=cpu: DeepSpeed then uses gloo.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+
+import torch
+
+from .schedule import build_lr_scheduler
+
+_NO_DECAY_SUFFIXES = ("bias",)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int]:
+    """Initialise the process group once; return (rank, world_size)."""
+    import deepspeed
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:  # plain `python` / `vlengine pretrain`: a group of one
+            os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
+        deepspeed.init_distributed(verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def load_deepspeed_config(source: dict | str) -> dict:
+    """A DeepSpeed config from a dict or a JSON file; errors name the file."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    if not isinstance(source, str):
+        raise TypeError(f"deepspeed config must be a dict or a path to a JSON file, got {type(source).__name__}")
+    try:
+        with open(source) as f:
+            return json.load(f)
+    except FileNotFoundError as err:
+        raise ValueError(f"deepspeed config file {source!r} does not exist") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"deepspeed config file {source!r} is not valid JSON: {err}") from err
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation weights (BERT's rule)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith(_NO_DECAY_SUFFIXES) or p.ndim == 1:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def compute_dtype(ds_config: dict) -> torch.dtype:
+    """The dtype DeepSpeed casts the module to."""
+    if ds_config.get("bf16", {}).get("enabled", False):
+        return torch.bfloat16
+    if ds_config.get("fp16", {}).get("enabled", False):
+        return torch.float16
+    return torch.float32
+
+
+def build_engine(module: torch.nn.Module, ds_config: dict, *, lr: float, weight_decay: float,
+                 betas: tuple[float, float], eps: float, warmup_steps: int, total_steps: int):
+    """deepspeed.initialize with AdamW and warm-up/linear-decay unless the DeepSpeed config names its own.
+
+    Returns the engine (its .optimizer and .lr_scheduler are DeepSpeed's wrappers).
+    """
+    import deepspeed
+
+    init_distributed()
+    config = copy.deepcopy(ds_config)
+    optimizer = scheduler = None
+    if "optimizer" not in config:
+        use_fused = torch.cuda.is_available()
+        optimizer = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,
+                                      fused=use_fused or None)
+        # torch's AdamW is not on DeepSpeed's list of "tested" ZeRO optimizers, but ZeRO only
+        # needs a torch.optim.Optimizer over the flat fp32 partitions, which AdamW is.
+        config.setdefault("zero_allow_untested_optimizer", True)
+    if "scheduler" not in config:
+        if optimizer is None:
+            raise ValueError("a deepspeed config with its own 'optimizer' must also name its 'scheduler'")
+        scheduler = build_lr_scheduler(optimizer, warmup_steps, total_steps)
+    config.setdefault("steps_per_print", 10**9)  # the Monitor reports; keep DeepSpeed's own log quiet
+    engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler,
+                                           model_parameters=None if optimizer is not None else module.parameters(),
+                                           config=config)
+    return engine
+
+
+def loss_scale(engine) -> float:
+    """Current fp16 loss scale (1.0 when training in fp32/bf16)."""
+    opt = engine.optimizer
+    for attr in ("cur_scale", "loss_scale"):
+        value = getattr(opt, attr, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if torch.is_tensor(value):
+            return float(value)
+    return 1.0

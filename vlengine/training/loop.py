@@ -1,0 +1,211 @@
+"""The pretraining loop: one readable function around a DeepSpeed engine.
+
+Per optimizer step: draw the task (same on all ranks), then for each of the
+engine's gradient-accumulation micro-batches take the next batch, let the
+objective prepare it (masking, from a generator seeded by (seed, rank,
+micro-step) so a resumed run masks identically), forward, backward, step.
+DeepSpeed applies clipping, loss scaling, ZeRO reduction, the optimizer and
+the LR schedule at the accumulation boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import export_fp32_safetensors, load_checkpoint, save_checkpoint
+from .engine import build_engine, compute_dtype, loss_scale
+from .monitor import Monitor
+from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .settings import TrainSettings
+from .task_mixing import TaskMixer
+from .throughput import ThroughputMeter, count_tokens, model_flops, peak_flops, trainable_parameters
+
+
+@dataclass
+class TrainResult:
+    engine: object
+    start_step: int
+    final_step: int
+    losses: list[float] = field(default_factory=list)   # per optimizer step, averaged over ranks
+    tasks: list[str] = field(default_factory=list)      # the task of each step
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+    exported: str | None = None
+
+
+def micro_step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
+    """The generator a micro-batch is masked with: a pure function of where the run is."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 1_000_033 + micro_step)
+
+
+def _cast_floating(batch, dtype: torch.dtype):
+    """Region features / images to the dtype DeepSpeed cast the weights to (fp16 stores, bf16 engines)."""
+    if dtype == torch.float32 or not is_dataclass(batch):
+        return batch
+    changes = {}
+    for name in ("region_features", "images", "region_feature_targets"):
+        value = getattr(batch, name, None)
+        if torch.is_tensor(value) and value.is_floating_point() and value.dtype != dtype:
+            changes[name] = value.to(dtype)
+    return batch.replace(**changes) if changes else batch
+
+
+def _mean_over_ranks(values: dict[str, float], device) -> dict[str, float]:
+    """Average metrics over ranks, skipping ranks where a metric was missing (NaN)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return values
+    names = sorted(values)
+    data = torch.tensor([[values[n] if math.isfinite(values[n]) else 0.0 for n in names],
+                         [1.0 if math.isfinite(values[n]) else 0.0 for n in names]], dtype=torch.float64)
+    data = data.to(device)
+    dist.all_reduce(data)
+    data = data.cpu()
+    return {n: (data[0, i] / data[1, i]).item() if data[1, i] > 0 else float("nan") for i, n in enumerate(names)}
+
+
+class _MetricAverager:
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor | float]) -> None:
+        for name, value in values.items():
+            value = float(value)
+            if math.isfinite(value):
+                self.sums[name] = self.sums.get(name, 0.0) + value
+                self.counts[name] = self.counts.get(name, 0) + 1
+            else:
+                self.sums.setdefault(name, 0.0)
+                self.counts.setdefault(name, 0)
+
+    def pop(self) -> dict[str, float]:
+        out = {n: self.sums[n] / self.counts[n] if self.counts[n] else float("nan") for n in self.sums}
+        self.sums, self.counts = {}, {}
+        return out
+
+
+def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSettings, mixer: TaskMixer,
+          evaluate: Callable | None = None, run_config: dict | None = None) -> TrainResult:
+    """Pretrain `module` (an objective: forward(batch, task=...) -> TaskOutput) on `loader`.
+
+    `loader` yields batches endlessly and has state_dict()/load_state_dict() (the
+    data position). `evaluate(engine, step) -> dict` runs on every rank at
+    eval_every and at the end. `run_config` is stored in checkpoints for the record.
+    """
+    seed_everything(settings.seed)
+    engine = build_engine(module, ds_config, lr=settings.lr, weight_decay=settings.weight_decay,
+                          betas=settings.adam_betas, eps=settings.adam_eps,
+                          warmup_steps=settings.warmup_steps, total_steps=settings.total_steps)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    accum = engine.gradient_accumulation_steps()
+    dtype = compute_dtype(ds_config)
+    ckpt_dir = os.path.join(settings.output_dir, "checkpoints") if settings.output_dir else None
+
+    step = 0
+    if ckpt_dir and settings.resume:
+        client = load_checkpoint(engine, ckpt_dir)
+        if client is not None:
+            mixer.check_state(client["mixer"])
+            if len(client["per_rank"]) != world:
+                raise ValueError(f"checkpoint in {ckpt_dir} was saved by {len(client['per_rank'])} ranks; "
+                                 f"this run has {world} (data positions and RNG states are per rank)")
+            mine = client["per_rank"][rank]
+            loader.load_state_dict(mine["data"])
+            restore_rng_state(mine["rng"])
+            step = int(client["step"])
+    start_step = step
+    end_step = settings.max_steps or settings.total_steps
+
+    prepare = getattr(module, "prepare_batch", None)
+    n_params = trainable_parameters(module)
+    peak, peak_source = peak_flops(engine.device, settings.peak_tflops)
+    meter = ThroughputMeter(world, peak)
+    tb_dir = os.path.join(settings.output_dir, "tensorboard") if settings.output_dir and settings.tensorboard else None
+    monitor = Monitor(settings.total_steps, start_step, tb_dir, enabled=rank == 0, progress=settings.progress)
+    monitor.print(f"pretraining: {n_params / 1e6:.2f}M trainable parameters, {world} rank(s), "
+                  f"micro-batch {engine.train_micro_batch_size_per_gpu()} x accumulation {accum} "
+                  f"= {engine.train_batch_size()} samples/step, {dtype}, ZeRO stage {engine.zero_optimization_stage()}, "
+                  f"steps {start_step} -> {end_step} of {settings.total_steps}; MFU peak: {peak / 1e12:.3f} TFLOPS "
+                  f"({peak_source})")
+
+    result = TrainResult(engine=engine, start_step=start_step, final_step=start_step, checkpoint_dir=ckpt_dir)
+    averager = _MetricAverager()
+
+    def save(at_step: int) -> None:
+        per_rank_state = {"data": loader.state_dict(), "rng": capture_rng_state()}
+        gathered = [None] * world
+        dist.all_gather_object(gathered, per_rank_state)
+        client = {"step": at_step, "mixer": mixer.state_dict(), "per_rank": gathered,
+                  "run_config": json.dumps(run_config or {}, default=str)}
+        save_checkpoint(engine, ckpt_dir, at_step, client, keep_last=settings.keep_last)
+        monitor.print(f"saved checkpoint step {at_step} to {ckpt_dir}")
+
+    def run_eval(at_step: int) -> None:
+        if evaluate is None:
+            return
+        engine.eval()
+        with torch.no_grad():
+            values = evaluate(engine, at_step)
+        engine.train()
+        result.eval_metrics = dict(values)
+        monitor.log(at_step, values, prefix="eval")
+
+    engine.train()
+    while step < end_step:
+        task = mixer.task_for_step(step)
+        step_loss = 0.0
+        skipped_before = engine.skipped_steps
+        for micro in range(accum):
+            batch = next(loader)
+            if prepare is not None:
+                batch = prepare(batch, task, micro_step_generator(settings.seed, rank, step * accum + micro))
+            samples, tokens = batch.batch_size if hasattr(batch, "batch_size") else len(batch), count_tokens(batch)
+            batch = _cast_floating(batch.to(engine.device), dtype)
+            out = engine(batch, task=task)
+            engine.backward(out.loss)
+            engine.step()
+            step_loss += float(out.loss.detach()) / accum
+            averager.add({k: v for k, v in out.metrics.items()})
+            meter.add(samples, tokens, model_flops(module, batch, tokens, n_params))
+        step += 1
+        if world > 1:
+            loss_t = torch.tensor([step_loss], dtype=torch.float64, device=engine.device)
+            dist.all_reduce(loss_t)
+            step_loss = loss_t.item() / world
+        result.losses.append(step_loss)
+        result.tasks.append(task)
+        monitor.step(step, step_loss)
+        if settings.log_every and (step % settings.log_every == 0 or step == end_step):
+            values = {"loss": step_loss, **_mean_over_ranks(averager.pop(), engine.device), **meter.report(),
+                      "lr": engine.get_lr()[0], "loss_scale": loss_scale(engine),
+                      "skipped_steps": float(engine.skipped_steps), "task": task}
+            values.pop("task")
+            result.last_metrics = values
+            monitor.log(step, values)
+        if engine.skipped_steps > skipped_before:
+            monitor.print(f"step {step}: fp16 overflow, update skipped (loss scale now {loss_scale(engine):g})")
+        if ckpt_dir and settings.save_every and step % settings.save_every == 0 and step < end_step:
+            save(step)
+        if settings.eval_every and step % settings.eval_every == 0 and step < end_step:
+            run_eval(step)
+
+    result.final_step = step
+    if ckpt_dir and step > start_step:
+        save(step)
+        if settings.export_safetensors and rank == 0:
+            result.exported = os.path.join(settings.output_dir, "model_fp32.safetensors")
+            export_fp32_safetensors(ckpt_dir, result.exported)
+            monitor.print(f"exported fp32 weights to {result.exported}")
+        dist.barrier()
+    run_eval(step)
+    monitor.close()
+    return result

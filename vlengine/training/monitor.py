@@ -1,0 +1,96 @@
+"""What a run shows while it trains: a tqdm bar, console lines and TensorBoard scalars.
+
+Only rank 0 reports (every rank holds the same averaged metrics). Scalars are
+grouped as TensorBoard tags: `loss/<name>`, `acc/<name>`, `speed/...`,
+`optim/...` so related curves share a panel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+from tqdm.auto import tqdm
+
+
+def _tag(name: str) -> str:
+    if "/" in name:
+        return name
+    if name.startswith("loss") or name.endswith("_loss"):
+        return f"loss/{name}"
+    if name.startswith("acc") or name.endswith("_acc"):
+        return f"acc/{name}"
+    if name in ("samples_per_s", "tokens_per_s", "mfu", "step_time_s"):
+        return f"speed/{name}"
+    return f"optim/{name}"
+
+
+def format_metrics(values: dict[str, float]) -> str:
+    parts = []
+    for name, value in values.items():
+        if isinstance(value, float) and (abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3)):
+            parts.append(f"{name}={value:.3e}")
+        elif isinstance(value, float):
+            parts.append(f"{name}={value:.4f}")
+        else:
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+class Monitor:
+    """Progress bar + console + TensorBoard for one run.
+
+    Args:
+        total_steps: optimizer steps of the whole run (the bar's length).
+        start_step: where a resumed run starts.
+        tensorboard_dir: event files go here (None: no TensorBoard).
+        enabled: False on ranks other than 0.
+        progress: show the tqdm bar (off when stderr is not a terminal and `progress` is "auto").
+    """
+
+    def __init__(self, total_steps: int, start_step: int = 0, tensorboard_dir: str | None = None,
+                 enabled: bool = True, progress: bool | str = "auto"):
+        self.enabled = enabled
+        self.writer = None
+        self.bar = None
+        if not enabled:
+            return
+        if tensorboard_dir:
+            from torch.utils.tensorboard import SummaryWriter
+            os.makedirs(tensorboard_dir, exist_ok=True)
+            self.writer = SummaryWriter(tensorboard_dir)
+        show_bar = sys.stderr.isatty() if progress == "auto" else bool(progress)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", unit="step",
+                        dynamic_ncols=True, disable=not show_bar, mininterval=1.0)
+
+    def step(self, step: int, loss: float | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if loss is not None and math.isfinite(loss):
+                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def log(self, step: int, values: dict[str, float], prefix: str = "train") -> None:
+        """Write one console line and one TensorBoard point per value."""
+        if not self.enabled:
+            return
+        self.print(f"[{prefix}] step {step} {format_metrics(values)}")
+        if self.writer is not None:
+            for name, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(f"{prefix}/{_tag(name)}", value, step)
+            self.writer.flush()
+
+    def print(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

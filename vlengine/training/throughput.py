@@ -1,0 +1,122 @@
+"""Samples/s, tokens/s and model FLOPs utilisation (MFU).
+
+MFU = model FLOPs actually done per second / peak FLOPs of the hardware.
+Model FLOPs are counted as the module says (`flops_per_sample`) or, failing
+that, 6 x trainable parameters x tokens (forward + backward of every weight
+once per token, the nanoGPT / PaLM convention; recomputation is not counted).
+
+Peaks for GPUs are the vendors' dense fp16/bf16 tensor-core figures. On a CPU
+there is no honest published peak, so the peak is *measured*: the best fp32
+matmul throughput of this process on this machine (a short probe, cached), and
+MFU there means "fraction of what torch.matmul reaches here".
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+# Dense fp16/bf16 tensor-core peaks (TFLOPS), matched against torch.cuda.get_device_name().
+GPU_PEAK_TFLOPS = (
+    ("H200", 989.0),
+    ("H100", 989.0),
+    ("A100", 312.0),
+    ("V100", 125.0),
+)
+
+_cpu_peak_cache: dict[int, float] = {}
+
+
+def measured_cpu_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
+    """Best fp32 matmul FLOP/s of this process on the CPU (measured once, then cached)."""
+    if size in _cpu_peak_cache:
+        return _cpu_peak_cache[size]
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.matmul(a, b)  # warm-up: thread pool and allocator
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    _cpu_peak_cache[size] = 2.0 * size**3 / best
+    return _cpu_peak_cache[size]
+
+
+def peak_flops(device: torch.device, override_tflops: float | None = None) -> tuple[float, str]:
+    """(peak FLOP/s per rank, where the number comes from)."""
+    if override_tflops:
+        return override_tflops * 1e12, "config peak_tflops"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, tflops in GPU_PEAK_TFLOPS:
+            if key in name:
+                return tflops * 1e12, f"{key} dense fp16/bf16 spec"
+        return float("nan"), f"unknown GPU {name!r}: set peak_tflops"
+    return measured_cpu_matmul_flops(), "measured fp32 matmul on this CPU"
+
+
+def count_tokens(batch) -> int:
+    """Real (non-padding) positions of a batch: text tokens plus valid regions."""
+    tokens = 0
+    text_mask = getattr(batch, "text_mask", None)
+    if text_mask is not None:
+        tokens += int(text_mask.sum())
+    region_valid = getattr(batch, "region_valid", None)
+    if region_valid is not None:
+        tokens += int(region_valid.sum())
+    return tokens
+
+
+def trainable_parameters(module: torch.nn.Module) -> int:
+    """Trainable parameters, counting tied weights once. Under ZeRO-3 a parameter's local tensor
+    is an empty shard, so DeepSpeed's recorded full size (`ds_numel`) is used when present."""
+    seen = set()
+    total = 0
+    for p in module.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += getattr(p, "ds_numel", p.numel())
+    return total
+
+
+def model_flops(module: torch.nn.Module, batch, tokens: int, n_params: int) -> float:
+    """FLOPs of one forward + backward on `batch`."""
+    per_sample = getattr(module, "flops_per_batch", None)
+    if callable(per_sample):
+        return float(per_sample(batch))
+    return 6.0 * n_params * tokens
+
+
+class ThroughputMeter:
+    """Accumulates samples, tokens and FLOPs between two reports."""
+
+    def __init__(self, world_size: int, peak_flops_per_rank: float):
+        self.world_size = world_size
+        self.peak = peak_flops_per_rank
+        self.reset()
+
+    def reset(self) -> None:
+        self.samples = 0
+        self.tokens = 0
+        self.flops = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, samples: int, tokens: int, flops: float) -> None:
+        """Per-rank counts; multiplied by world size on report (ranks see equal batches)."""
+        self.samples += samples
+        self.tokens += tokens
+        self.flops += flops
+
+    def report(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        achieved = self.flops / elapsed  # per rank
+        out = {
+            "samples_per_s": self.samples * self.world_size / elapsed,
+            "tokens_per_s": self.tokens * self.world_size / elapsed,
+            "mfu": achieved / self.peak if self.peak == self.peak and self.peak > 0 else float("nan"),
+        }
+        self.reset()
+        return out
