@@ -1,8 +1,24 @@
-"""Pretraining and task heads, one per file. Each has ``forward`` (logits) and ``loss`` (from VLBatch fields)."""
+"""Pretraining and task heads, one per file. Each has ``forward`` (logits / embeddings) and ``loss`` (from VLBatch fields).
 
+    MaskedLMHead               MLM tied to the word embeddings; logits only at masked rows; fused chunked CE
+    RegionClassificationHead   masked region classification, hard labels or soft 1601-score targets
+    RegionFeatureRegressionHead  masked region feature regression (MSE or smooth L1)
+    ITMHead / NSPHead          2-way classifiers on the pooled output (ITM / sentence-image relation; NSP)
+    InterBertITMHead           InterBERT's MLP on text [CLS] x mean-pooled image output
+    ImageQAHead                image QA over an answer set with soft-score BCE
+    ContrastiveProjection      CSS-BERT's sentence / image projections for the contrastive loss op
+"""
+
+from .contrastive import ContrastiveProjection
 from .fused_linear_cross_entropy import fused_linear_cross_entropy
+from .image_qa import ImageQAHead
+from .interbert_itm import InterBertITMHead
 from .mlm import MaskedLMHead
+from .pair_classification import ITMHead, NSPHead
 from .region_classification import RegionClassificationHead
+from .region_regression import RegionFeatureRegressionHead
 from .transform import PredictionTransform
 
-__all__ = ["MaskedLMHead", "PredictionTransform", "RegionClassificationHead", "fused_linear_cross_entropy"]
+__all__ = ["ContrastiveProjection", "ITMHead", "ImageQAHead", "InterBertITMHead", "MaskedLMHead", "NSPHead",
+           "PredictionTransform", "RegionClassificationHead", "RegionFeatureRegressionHead",
+           "fused_linear_cross_entropy"]
