@@ -1,0 +1,20 @@
+"""End-to-end visual front-end (VL-BERT's Fast R-CNN): ResNet C4 trunk, masked RoIAlign, dilated res5 head."""
+
+from .backbone import Res5Head, ResNetC4, load_torchvision_resnet
+from .frontend import VisualFrontEnd, mask_pixels_python
+from .resnet import FrozenBatchNorm2d
+
+
+def resnet_c4_frontend(depth: int = 101, weights=None, freeze_stem: bool = True, freeze_res2: bool = True,
+                       frozen_bn: bool = True, mask_mode: str = "pixels") -> VisualFrontEnd:
+    """VL-BERT's front-end: ResNet-``depth`` C4 + res5 (dilation 2) head, weights from a torchvision state dict."""
+    trunk = ResNetC4(depth, freeze_stem, freeze_res2, frozen_bn)
+    head = Res5Head(depth, dilation=2, frozen_bn=frozen_bn)
+    if weights is not None:
+        load_torchvision_resnet(trunk, head, weights)
+    return VisualFrontEnd(trunk, head, stride=16, output_size=14, sampling_ratio=1, aligned=False,
+                          mask_mode=mask_mode)
+
+
+__all__ = ["FrozenBatchNorm2d", "Res5Head", "ResNetC4", "VisualFrontEnd", "load_torchvision_resnet",
+           "mask_pixels_python", "resnet_c4_frontend"]
