@@ -1,0 +1,185 @@
+"""The pretraining loader: caption batches, optional text-only batches mixed in,
+resumable mid-epoch through ``state_dict`` / ``load_state_dict``.
+
+Iteration is by steps: epochs follow one another (each with its own
+permutation) until ``epochs`` is reached, or forever when it is None. The state
+counts batches *handed to the caller*, not batches prefetched by workers, so a
+checkpoint taken after step s resumes exactly at step s + 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..batch import VLBatch
+from ..store import Store, open_store
+from ..text import TextEncoder, load_tokenizer
+from .collate import collate_items, concat_batches
+from .datasets import CaptionImageDataset, TextChunkDataset
+from .sampling import BatchPlan
+
+
+class _Stream:
+    """Batches of one dataset through a torch DataLoader, with a resumable position."""
+
+    def __init__(self, dataset, plan: BatchPlan, pad_id: int, num_workers: int = 0, pin_memory: bool = False,
+                 prefetch_factor: int | None = None):
+        self.dataset, self.plan = dataset, plan
+        self.collate = functools.partial(collate_items, pad_id=pad_id)
+        self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
+        self.epoch, self.offset = 0, 0
+        self._it = None
+
+    def _normalise(self) -> None:
+        while self.offset >= len(self.plan.batches(self.epoch)):
+            self.epoch, self.offset = self.epoch + 1, 0
+
+    def next(self) -> VLBatch:
+        self._normalise()
+        if self._it is None:
+            remaining = self.plan.batches(self.epoch)[self.offset:]
+            kwargs = {}
+            if self.num_workers > 0 and self.prefetch_factor is not None:
+                kwargs["prefetch_factor"] = self.prefetch_factor
+            self._it = iter(DataLoader(self.dataset, batch_sampler=remaining, collate_fn=self.collate,
+                                       num_workers=self.num_workers, pin_memory=self.pin_memory, **kwargs))
+        try:
+            batch = next(self._it)
+        except StopIteration:  # the plan says how many batches there are, so this is a bug
+            raise RuntimeError(f"loader ran out of batches at epoch {self.epoch} batch {self.offset}") from None
+        self.offset += 1
+        if self.offset >= len(self.plan.batches(self.epoch)):
+            self._it = None
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self._it = None
+
+
+class PretrainLoader:
+    """Iterable of :class:`VLBatch`; see :func:`make_pretrain_loader`."""
+
+    def __init__(self, captions: _Stream, text: _Stream | None = None, text_ratio: float = 1.0,
+                 epochs: int | None = None, batch_transform: Callable[[VLBatch], VLBatch] | None = None,
+                 pad_id: int = 0, identity: dict | None = None):
+        if text is not None and text_ratio < 0:
+            raise ValueError(f"text_ratio must be >= 0, got {text_ratio}")
+        self.captions, self.text, self.text_ratio = captions, text, float(text_ratio)
+        self.epochs, self.batch_transform, self.pad_id = epochs, batch_transform, pad_id
+        self.identity = identity or {}
+        self.step = 0
+
+    def __len__(self) -> int:
+        """Caption batches in one epoch (of this rank)."""
+        return len(self.captions.plan.batches(self.captions.epoch))
+
+    @property
+    def epoch(self) -> int:
+        return self.captions.epoch
+
+    def _text_batches_for(self, step: int) -> int:
+        # exactly round(ratio * steps) text batches over any run of steps, spread evenly
+        return math.floor((step + 1) * self.text_ratio) - math.floor(step * self.text_ratio)
+
+    def __iter__(self):
+        while True:
+            self.captions._normalise()
+            if self.epochs is not None and self.captions.epoch >= self.epochs:
+                return
+            batch = self.captions.next()
+            if self.text is not None:
+                for _ in range(self._text_batches_for(self.step)):
+                    batch = concat_batches(batch, self.text.next(), self.pad_id)
+            self.step += 1
+            if self.batch_transform is not None:
+                batch = self.batch_transform(batch)
+            yield batch
+
+    def state_dict(self) -> dict:
+        """Position after the last batch handed out (JSON-able)."""
+        return {"step": self.step, "captions": self.captions.state_dict(),
+                "text": self.text.state_dict() if self.text is not None else None, "identity": self.identity}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("identity") != self.identity:
+            raise ValueError(f"loader state is from a different setup ({state.get('identity')} != {self.identity}); "
+                             "resuming would not reproduce the data order")
+        self.step = int(state["step"])
+        self.captions.load_state_dict(state["captions"])
+        if self.text is not None:
+            if state.get("text") is None:
+                raise ValueError("loader state has no text-only stream position")
+            self.text.load_state_dict(state["text"])
+
+
+def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | None = None,
+                         text_corpus: str | Sequence[str] | None = None, text_ratio: float = 1.0,
+                         batch_size: int | None = 32, max_tokens: int | None = None,
+                         text_batch_size: int | None = None, text_chunk_len: int = 64,
+                         max_text_len: int | None = 64, max_regions: int | None = None,
+                         itm_negative_prob: float = 0.0, rank: int = 0, world_size: int = 1, seed: int = 0,
+                         epochs: int | None = None, shuffle: bool = True, drop_last: bool = False,
+                         num_workers: int = 0, pin_memory: bool = False, image_transform=None,
+                         batch_transform: Callable[[VLBatch], VLBatch] | None = None) -> PretrainLoader:
+    """A resumable loader of pretraining batches from a store.
+
+    Args:
+        store: store (or path) with regions and captions.
+        tokenizer: encoder or vocab path for the text-only corpus (default: the store's vocab.txt).
+        text_corpus: plain-text file(s) cut into ``text_chunk_len``-token chunks and mixed in:
+            ``text_ratio`` text-only batches per caption batch (VL-BERT: 1.0), concatenated
+            into the same VLBatch (rows flagged by ``text_only``).
+        batch_size / max_tokens: rows per caption batch, or a token budget (tokens + regions)
+            with length buckets (``batch_size`` then caps the rows).
+        text_batch_size: rows per text-only batch (default: ``batch_size``).
+        itm_negative_prob: share of captions swapped for a random one (``itm_label`` 0).
+        rank / world_size / seed: disjoint per-rank shards, order fixed by (seed, epoch).
+        epochs: stop after this many epochs (None: iterate forever, for step-based training).
+        image_transform: raw-image mode (an :class:`~vlengine.data.images.ImageTransform`).
+        batch_transform: applied to every final batch (e.g. a masking policy).
+    """
+    store = open_store(store) if isinstance(store, (str, os.PathLike)) else store
+    ds = CaptionImageDataset(store, max_text_len=max_text_len, max_regions=max_regions,
+                             itm_negative_prob=itm_negative_prob, seed=seed, image_transform=image_transform,
+                             load_features=image_transform is None)
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(tokenizer)
+    if tokenizer is None and store.vocab_file is not None:
+        tokenizer = load_tokenizer(store.vocab_file)
+    pad_id = tokenizer.pad_id if tokenizer is not None else 0
+    plan = BatchPlan(len(ds), batch_size=batch_size, max_tokens=max_tokens,
+                     lengths=ds.lengths() if max_tokens is not None else None, rank=rank, world_size=world_size,
+                     seed=seed, shuffle=shuffle, drop_last=drop_last)
+    captions = _Stream(ds, plan, pad_id, num_workers, pin_memory)
+    text = None
+    if text_corpus is not None:
+        if tokenizer is None:
+            raise ValueError("text_corpus needs a tokenizer (or a store with vocab.txt)")
+        tds = TextChunkDataset(text_corpus, tokenizer, chunk_len=text_chunk_len)
+        tplan = BatchPlan(len(tds), batch_size=text_batch_size or batch_size or 32, rank=rank, world_size=world_size,
+                          seed=seed + 1, shuffle=shuffle, drop_last=drop_last)
+        text = _Stream(tds, tplan, pad_id, num_workers, pin_memory)
+    identity = {"store": store.path, "captions": len(ds), "seed": seed, "rank": rank, "world_size": world_size,
+                "batch_size": batch_size, "max_tokens": max_tokens, "text_ratio": text_ratio if text else None}
+    return PretrainLoader(captions, text, text_ratio, epochs, batch_transform, pad_id, identity)
+
+
+def embedded_pretrain_loader(corpus_dir: str | None = None, split: str = "train", seed: int = 0,
+                             text_only: bool = True, **kwargs) -> PretrainLoader:
+    """:func:`make_pretrain_loader` on the embedded corpus (built first if missing), with its
+    text-only corpus mixed in one-for-one (VL-BERT's schedule) unless ``text_only=False``."""
+    from ..corpus import ensure_embedded_corpus
+    corpus_dir = ensure_embedded_corpus(corpus_dir, seed=kwargs.pop("corpus_seed", 0))
+    if text_only:
+        kwargs.setdefault("text_corpus", os.path.join(corpus_dir, "text", "corpus.txt"))
+    return make_pretrain_loader(os.path.join(corpus_dir, split), seed=seed, **kwargs)
