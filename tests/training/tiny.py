@@ -115,12 +115,14 @@ def _arm_kill_on_save(nth: int) -> None:
     import signal
 
     real_save = torch.save
-    count = {"n": 0}
+    folders: list[str] = []
 
     def dying_save(obj, f, *a, **kw):
         if isinstance(f, str) and ".partial-" in f:
-            count["n"] += 1
-            if count["n"] >= nth:
+            folder = os.path.dirname(f)
+            if folder not in folders:
+                folders.append(folder)
+            if len(folders) >= nth:
                 import io
                 buffer = io.BytesIO()
                 real_save(obj, buffer, *a, **kw)

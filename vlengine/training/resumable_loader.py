@@ -62,8 +62,12 @@ class ResumableLoader:
 
     def _start(self) -> None:
         remaining = self._epoch_batches(self.epoch)[self.position:]
+        # A private generator: otherwise DataLoader draws its worker base seed from the global torch
+        # RNG each time an iterator starts, and a resumed run (which starts one mid-epoch) would
+        # shift every later dropout mask.
+        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch + 1)
         self._iterator = iter(DataLoader(self.dataset, batch_sampler=remaining, collate_fn=self.collate_fn,
-                                         num_workers=self.num_workers))
+                                         num_workers=self.num_workers, generator=generator))
 
     def __iter__(self) -> "ResumableLoader":
         return self

@@ -32,8 +32,10 @@ def measured_cpu_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
     """Best fp32 matmul FLOP/s of this process on the CPU (measured once, then cached)."""
     if size in _cpu_peak_cache:
         return _cpu_peak_cache[size]
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
+    # A private generator: probing must not advance the global RNG (exact resume depends on it).
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
     torch.matmul(a, b)  # warm-up: thread pool and allocator
     best = float("inf")
     for _ in range(repeats):
