@@ -82,9 +82,8 @@ class VLConfig:
                 raise ValueError(f"VLConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.type_vocab_size < 3:
             raise ValueError("VLConfig.type_vocab_size must be >= 3 (segments A, B and C)")
-        if not 0 <= self.cross_attention_start <= self.num_layers:
-            raise ValueError(f"VLConfig.cross_attention_start must be in [0, num_layers={self.num_layers}], "
-                             f"got {self.cross_attention_start}")
+        if self.cross_attention_start < 0:   # >= num_layers is allowed: a SemVLP without cross-attention
+            raise ValueError(f"VLConfig.cross_attention_start must be >= 0, got {self.cross_attention_start}")
         if self.num_independence_layers < 0:
             raise ValueError("VLConfig.num_independence_layers must be >= 0")
 
