@@ -72,9 +72,9 @@ class InterBert(nn.Module):
         validation.check_text(batch, cfg)
         validation.check_regions(batch, cfg)
         text_mask = batch.text_mask
+        self.embeddings.check_positions(text_mask.sum(1) - 1)
         text = self.embeddings.normalize(self.embeddings.tokens(
             batch.input_ids, self.embeddings.text_positions(text_mask), batch.token_type_ids))
-        self.embeddings.check_positions(text_mask.sum(1) - 1)
         features, boxes, image_mask = image_sequence(batch)
         image = self.image_embeddings(features, boxes, batch.image_size).to(text.dtype)
 

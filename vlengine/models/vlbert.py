@@ -102,12 +102,18 @@ class VLBert(nn.Module):
         b = text_mask.shape[0]
         text_pos = self.embeddings.text_positions(text_mask)
         text_len = text_mask.sum(1)
+        with_regions = batch.region_boxes is not None and batch.region_boxes.shape[1] > 0
+        if with_regions:
+            validation.check_regions(batch, cfg, need_features=batch.region_features is not None)
+            region_mask, has_regions = region_rows(batch)
+            # regions sit at position t, [END] at t + 1
+            self.embeddings.check_positions(torch.where(has_regions, text_len + 1, text_len - 1))
+        else:
+            self.embeddings.check_positions(text_len - 1)
         text = self.embeddings.tokens(batch.input_ids, text_pos, batch.token_type_ids)
         device = text.device
 
-        if batch.region_boxes is not None and batch.region_boxes.shape[1] > 0:
-            validation.check_regions(batch, cfg, need_features=batch.region_features is not None)
-            region_mask, has_regions = region_rows(batch)
+        if with_regions:
             features, whole = self._region_features(batch)
             masked = batch.region_masked if batch.region_masked is not None else torch.zeros_like(region_mask)
             if whole is None:
@@ -124,7 +130,6 @@ class VLBert(nn.Module):
             regions = regions + self.region_token + region_pos + segment_c
             end = (self.end_token + self.embeddings.position_embeddings(text_len + 1) + segment_c).unsqueeze(1)
             end_mask = has_regions.unsqueeze(1)
-            self.embeddings.check_positions(torch.where(has_regions, text_len + 1, text_len - 1))
         else:
             has_regions = torch.zeros(b, dtype=torch.bool, device=device)
             region_mask = torch.zeros((b, 0), dtype=torch.bool, device=device)
@@ -132,7 +137,6 @@ class VLBert(nn.Module):
             text_visual = self.text_only_visual.expand(b, -1)
             end = text.new_zeros((b, 1, text.shape[-1]))
             end_mask = torch.zeros((b, 1), dtype=torch.bool, device=device)
-            self.embeddings.check_positions(text_len - 1)
         text = text + self.visual_ln_text(text_visual).unsqueeze(1)
 
         layout = SequenceLayout([text_mask, region_mask, end_mask], compact=cfg.pack, unpad=cfg.unpad)
