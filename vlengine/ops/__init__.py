@@ -9,8 +9,11 @@ from . import reference
 from ._backend import BACKENDS, not_supported_reasons
 from ._checks import set_value_checks
 from .box_iou_batched import box_iou_batched
+from .contrastive_loss import contrastive_loss
 from .iou_neighbourhood_mask import iou_neighbourhood_mask
 from .mask_pixels import mask_pixels
+from .pairwise_similarity import pairwise_similarity
+from .retrieval_recall import retrieval_recall
 from .roi_align_masked import roi_align, roi_align_masked
 from .sample_region_mask import INTERBERT_PAPER, INTERBERT_RELEASED, RegionMaskPreset, sample_region_mask
 
@@ -20,10 +23,13 @@ __all__ = [
     "INTERBERT_RELEASED",
     "RegionMaskPreset",
     "box_iou_batched",
+    "contrastive_loss",
     "iou_neighbourhood_mask",
     "mask_pixels",
     "not_supported_reasons",
+    "pairwise_similarity",
     "reference",
+    "retrieval_recall",
     "roi_align",
     "roi_align_masked",
     "sample_region_mask",
