@@ -17,22 +17,23 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, labels, chunk_size):
         m = hidden.shape[0]
+        acc = torch.promote_types(hidden.dtype, torch.float32)   # float32 at least (float64 stays float64)
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) \
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device)
+        grad_bias = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) \
             if bias is not None else None
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        total = torch.zeros((), dtype=acc, device=hidden.device)
         for start in range(0, m, chunk_size):
             h = hidden[start:start + chunk_size]
             y = labels[start:start + chunk_size]
-            logits = F.linear(h, weight, bias).float()
+            logits = F.linear(h, weight, bias).to(acc)
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, y.unsqueeze(1)).squeeze(1)).sum()
             grad_logits = torch.softmax(logits, -1)          # d(mean loss)/d logits = (p - onehot) / m
             grad_logits[torch.arange(y.numel(), device=y.device), y] -= 1.0
             grad_logits /= m
             grad_hidden[start:start + chunk_size] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
-            grad_weight += grad_logits.t() @ h.float()
+            grad_weight += grad_logits.t() @ h.to(acc)
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype),
