@@ -58,14 +58,16 @@ def box_iou_batched(boxes1: torch.Tensor, boxes2: torch.Tensor, *, backend: str 
         [B, N, M] IoU in the boxes' dtype. Differentiable w.r.t. both inputs.
     """
     op = _OP
-    check_boxes(op, "boxes1", boxes1)
-    check_boxes(op, "boxes2", boxes2)
+    check_boxes(op, "boxes1", boxes1, values=False)
+    check_boxes(op, "boxes2", boxes2, values=False)
     _checks.check_same_device(op, boxes1=boxes1, boxes2=boxes2)
     if boxes1.shape[0] != boxes2.shape[0]:
         raise ValueError(f"{op}: boxes1 and boxes2 must have the same batch size, got shapes "
                          f"{tuple(boxes1.shape)} and {tuple(boxes2.shape)}")
     if boxes1.dtype != boxes2.dtype:
         raise TypeError(f"{op}: boxes1 and boxes2 must have the same dtype, got {boxes1.dtype} and {boxes2.dtype}")
+    check_boxes(op, "boxes1", boxes1)
+    check_boxes(op, "boxes2", boxes2)
 
     chosen = _backend.select(_OP, boxes1.device, backend)
     if chosen == "reference":

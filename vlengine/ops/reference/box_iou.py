@@ -55,7 +55,7 @@ def box_iou_batched_backward(grad: torch.Tensor, boxes1: torch.Tensor, boxes2: t
     compiled ops' backward is one more plain PyTorch function that
     torch.compile and opcheck can trace. Where the IoU is not differentiable
     (tied edges, w or h exactly 0) it follows torch's own subgradients (ties
-    split evenly, clamp passes at 0), so it equals autograd through
+    split evenly, no gradient through clamp at 0), so it equals autograd through
     ``pairwise_iou`` everywhere.
     """
     acc = accumulation_dtype(boxes1.dtype)
@@ -77,9 +77,9 @@ def box_iou_batched_backward(grad: torch.Tensor, boxes1: torch.Tensor, boxes2: t
     # iou = inter / union with union = area_a + area_b - inter.
     g_inter = torch.where(positive, g * (safe + inter) / (safe * safe), zero)
     g_area = torch.where(positive, -g * inter / (safe * safe), zero)
-    # clamp(min=0) passes the gradient where w >= 0 (torch's rule at 0).
-    g_w = g_inter * hc * (w >= 0).to(acc)
-    g_h = g_inter * wc * (h >= 0).to(acc)
+    # clamp(min=0) passes the gradient only where w > 0 (torch's rule at 0).
+    g_w = g_inter * hc * (w > 0).to(acc)
+    g_h = g_inter * wc * (h > 0).to(acc)
 
     def split(x, y, pick_x_when):
         """Share of d min/max going to x: 1 where it alone wins, 1/2 on ties."""
