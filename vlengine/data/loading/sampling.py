@@ -95,6 +95,8 @@ class BatchPlan:
             raise ValueError("give batch_size or max_tokens")
         if max_tokens is not None and lengths is None:
             raise ValueError("max_tokens needs the sample lengths")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_samples < world_size:
             raise ValueError(f"{num_samples} samples cannot be sharded over {world_size} ranks")
         self.num_samples, self.batch_size, self.max_tokens = num_samples, batch_size, max_tokens
