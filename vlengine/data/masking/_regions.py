@@ -1,0 +1,27 @@
+"""Helpers shared by the region masking policies."""
+
+from __future__ import annotations
+
+import torch
+
+from vlengine.data.batch import IGNORE_INDEX
+
+
+def targets_where(selected: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[B, R] int64: ``labels`` on selected regions, IGNORE_INDEX elsewhere."""
+    return torch.where(selected, labels, torch.full_like(labels, IGNORE_INDEX))
+
+
+def zero_rows(features: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """A copy of ``features`` [B, R, D] with the masked regions' vectors set to 0 (the input is untouched)."""
+    return features.masked_fill(masked[..., None], 0)
+
+
+def masked_rois(boxes: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """[K, 5] (batch_index, x1, y1, x2, y2) of the masked regions, image by image.
+
+    The form vlengine.ops.mask_pixels and roi_align_masked take. The number of
+    masked regions decides K, so this reads ``masked`` (a device sync on GPU).
+    """
+    index = masked.nonzero()
+    return torch.cat([index[:, :1].to(boxes.dtype), boxes[index[:, 0], index[:, 1]]], dim=1)
