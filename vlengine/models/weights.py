@@ -30,16 +30,23 @@ _CONFIG_CHECKS = {  # HF config key -> VLConfig field
 }
 
 
-def read_bert_directory(directory) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict with ``bert.`` prefixes removed and gamma/beta renamed, config.json as a dict)."""
-    directory = Path(directory)
-    config_path = directory / "config.json"
+def read_bert_config(directory) -> dict:
+    """``config.json`` of a Hugging Face BERT directory, as a dict."""
+    config_path = Path(directory) / "config.json"
     try:
         hf_config = json.loads(config_path.read_text())
     except OSError as error:
         raise ValueError(f"BERT directory {directory}: cannot read config.json ({error})") from error
     except json.JSONDecodeError as error:
         raise ValueError(f"BERT directory {directory}: config.json is not valid JSON ({error})") from error
+    if not isinstance(hf_config, dict):
+        raise ValueError(f"BERT directory {directory}: config.json is not a JSON object")
+    return hf_config
+
+
+def read_bert_weights(directory) -> dict[str, torch.Tensor]:
+    """The state dict of a BERT directory with ``bert.`` prefixes removed and gamma/beta renamed."""
+    directory = Path(directory)
     safetensors_path, bin_path = directory / "model.safetensors", directory / "pytorch_model.bin"
     if safetensors_path.exists():
         from safetensors.torch import load_file
@@ -61,7 +68,7 @@ def read_bert_directory(directory) -> tuple[dict[str, torch.Tensor], dict]:
         key = key.removeprefix("bert.").replace("LayerNorm.gamma", "LayerNorm.weight") \
                  .replace("LayerNorm.beta", "LayerNorm.bias")
         cleaned[key] = value
-    return cleaned, hf_config
+    return cleaned
 
 
 def _check_sizes(hf_config: dict, config: VLConfig, directory) -> None:
@@ -116,14 +123,15 @@ def load_bert(model: nn.Module, directory, mlm_head: nn.Module | None = None,
         {"loaded": engine parameter names filled from the checkpoint,
          "initialised": parameter names that keep their fresh N(0, 0.02) values}.
     """
-    state, hf_config = read_bert_directory(directory)
+    hf_config = read_bert_config(directory)
     config: VLConfig = model.config
-    _check_sizes(hf_config, config, directory)
-    if hf_config.get("hidden_act", "gelu") not in ("gelu", config.hidden_act):
-        raise ValueError(f"BERT directory {directory}: hidden_act={hf_config['hidden_act']!r}, "
+    _check_sizes(hf_config, config, directory)   # before reading hundreds of MB of weights
+    if hf_config.get("hidden_act", "gelu") != config.hidden_act:
+        raise ValueError(f"BERT directory {directory}: hidden_act={hf_config.get('hidden_act', 'gelu')!r}, "
                          f"model has {config.hidden_act!r}")
     if config.pre_layer_norm:
         raise ValueError("a BERT checkpoint is Post-LN; build the model with pre_layer_norm=False to load it")
+    state = read_bert_weights(directory)
     mapped = bert_to_engine(state, config.num_layers)
     params = dict(model.named_parameters())
     loaded = []
