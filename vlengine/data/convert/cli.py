@@ -1,0 +1,68 @@
+"""``vlengine data convert``: argument parsing for the converters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_convert_parser(sub) -> None:
+    p = sub.add_parser("convert", help="convert region features from a published format into a store",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Formats:\n"
+                                   "  tsv         LXMERT/BUTD TSV files (base64 arrays)\n"
+                                   "  vlbert-zip  VL-BERT JSON lines (name.zip@/member paths allowed)\n"
+                                   "  lmdb        UNITER-style LMDB (msgpack-numpy or npz values)\n"
+                                   "  npz         a directory of per-image .npz files")
+    p.add_argument("--from", dest="fmt", required=True, choices=["tsv", "vlbert-zip", "lmdb", "npz"])
+    p.add_argument("src", nargs="+", help="source file(s) / database / directory")
+    p.add_argument("--out", required=True, help="store directory to create")
+    p.add_argument("--captions", help="JSON lines {\"image_id\", \"caption\"} to store with the regions")
+    p.add_argument("--vocab", help="WordPiece vocab.txt (bert-base-uncased format) for the captions")
+    p.add_argument("--feature-dim", type=int, default=2048)
+    p.add_argument("--soft-classes", type=int, default=None,
+                   help="size of soft label vectors to keep (vlbert-zip default 1601; lmdb: taken from the data)")
+    p.add_argument("--tsv-fields", default="lxmert", choices=["lxmert", "butd"])
+    p.add_argument("--image-sizes", help="lmdb: JSON {image_id: [height, width]} to turn normalised boxes into pixels")
+    p.add_argument("--max-text-len", type=int, default=None)
+    p.add_argument("--shard-mb", type=int, default=256)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-resume", action="store_true", help="ignore an interrupted conversion's partial output")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=run_convert)
+
+
+def make_source(args):
+    if args.fmt == "tsv":
+        from .tsv import TsvSource
+        return TsvSource(args.src, fields=args.tsv_fields, feature_dim=args.feature_dim), args.soft_classes
+    if args.fmt == "vlbert-zip":
+        from .vlbert import VlbertSource
+        soft = 1601 if args.soft_classes is None else args.soft_classes
+        return VlbertSource(args.src, feature_dim=args.feature_dim, num_classes=soft or None), soft or None
+    if len(args.src) != 1:
+        raise ValueError(f"--from {args.fmt} takes one source, got {len(args.src)}")
+    if args.fmt == "lmdb":
+        from .uniter_lmdb import LmdbSource
+        sizes = None
+        if args.image_sizes:
+            with open(args.image_sizes, encoding="utf-8") as f:
+                sizes = {k: tuple(v) for k, v in json.load(f).items()}
+        src = LmdbSource(args.src[0], image_sizes=sizes)
+        soft = args.soft_classes
+        if soft is None:  # peek at the first record
+            first = next(iter(src.records()), None)
+            soft = None if first is None or first.soft_labels is None else first.soft_labels.shape[1]
+        return src, soft or None
+    from .npz_dir import NpzDirSource
+    return NpzDirSource(args.src[0], feature_dim=args.feature_dim, num_soft_classes=args.soft_classes), args.soft_classes
+
+
+def run_convert(args) -> int:
+    from .runner import convert
+    source, soft = make_source(args)
+    out = convert(source, args.out, feature_dim=args.feature_dim, num_soft_classes=soft, vocab_file=args.vocab,
+                  captions_file=args.captions, max_text_len=args.max_text_len, shard_bytes=args.shard_mb << 20,
+                  overwrite=args.overwrite, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"wrote {out}")
+    return 0
