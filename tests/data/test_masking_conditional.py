@@ -1,0 +1,70 @@
+"""Conditional masking for ITM negatives, and each paper's masking preset."""
+
+import pytest
+import torch
+from masking_batches import VOCAB, region_batch
+
+from vlengine.data.batch import IGNORE_INDEX
+from vlengine.data.masking import PAPERS, ConditionalMasking, MLMMasking, RoIMasking, masking_for
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_negatives_keep_inputs_and_get_no_labels(paper, rng):
+    batch = region_batch(32, 16, 12, rng)
+    negative = batch.itm_label == 0
+    assert negative.any() and (~negative).any()
+    out = masking_for(paper, VOCAB)(batch, torch.Generator().manual_seed(3))
+    assert torch.equal(out.input_ids[negative], batch.input_ids[negative])
+    assert (out.mlm_labels[negative] == IGNORE_INDEX).all()
+    assert (out.mlm_labels[~negative] != IGNORE_INDEX).any()
+    if out.region_masked is not None:
+        assert not out.region_masked[negative].any()
+        assert (out.region_targets[negative] == IGNORE_INDEX).all()
+        assert torch.equal(out.region_features[negative], batch.region_features[negative])
+    if out.region_soft_targets is not None:
+        assert (out.region_soft_targets[negative] == 0).all()
+    if out.masked_rois is not None:
+        assert not negative[out.masked_rois[:, 0].long()].any()
+        assert len(out.masked_rois) == int(out.region_masked.sum())
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_positives_are_masked_as_without_itm_labels(paper, rng):
+    # Draws do not depend on the ITM labels: positive rows are exactly what the
+    # policies give with no labels at all.
+    batch = region_batch(16, 16, 12, rng)
+    positive = batch.itm_label == 1
+    with_labels = masking_for(paper, VOCAB)(batch, torch.Generator().manual_seed(8))
+    without = masking_for(paper, VOCAB)(batch.replace(itm_label=None), torch.Generator().manual_seed(8))
+    assert torch.equal(with_labels.input_ids[positive], without.input_ids[positive])
+    assert torch.equal(with_labels.mlm_labels[positive], without.mlm_labels[positive])
+    if without.region_masked is not None:
+        assert torch.equal(with_labels.region_masked[positive], without.region_masked[positive])
+        assert torch.equal(with_labels.region_targets[positive], without.region_targets[positive])
+
+
+def test_policies_run_in_order_and_accept_one_policy(rng):
+    batch = region_batch(8, 16, 6, rng).replace(itm_label=None)
+    one = ConditionalMasking(MLMMasking(VOCAB))(batch, torch.Generator().manual_seed(0))
+    direct = MLMMasking(VOCAB)(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(one.input_ids, direct.input_ids)
+    both = ConditionalMasking((MLMMasking(VOCAB), RoIMasking()))(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(both.input_ids, direct.input_ids) and both.region_masked is not None
+
+
+def test_presets_are_reproducible(rng):
+    batch = region_batch(8, 16, 10, rng)
+    for paper in PAPERS:
+        a = masking_for(paper, VOCAB)(batch, torch.Generator().manual_seed(1))
+        b = masking_for(paper, VOCAB)(batch, torch.Generator().manual_seed(1))
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.mlm_labels, b.mlm_labels)
+
+
+def test_bad_arguments(rng):
+    with pytest.raises(ValueError, match="unknown paper 'uniter'"):
+        masking_for("uniter", VOCAB)
+    with pytest.raises(TypeError, match="every policy must be callable"):
+        ConditionalMasking((MLMMasking(VOCAB), 3))
+    batch = region_batch(4, 16, 6, rng)
+    with pytest.raises(TypeError, match="batch.itm_label must be torch.int64"):
+        masking_for("semvlp", VOCAB)(batch.replace(itm_label=batch.itm_label.bool()))
