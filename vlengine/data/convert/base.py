@@ -28,6 +28,7 @@ class RegionRecord:
     labels: np.ndarray | None = None      # [N] detector class
     soft_labels: np.ndarray | None = None  # [N, C]
     captions: list = field(default_factory=list)  # raw caption texts that come with the record
+    image_bytes: bytes | None = None      # encoded image file (raw-image stores)
 
 
 class Source:

@@ -13,8 +13,9 @@ def add_convert_parser(sub) -> None:
                                    "  tsv         LXMERT/BUTD TSV files (base64 arrays)\n"
                                    "  vlbert-zip  VL-BERT JSON lines (name.zip@/member paths allowed)\n"
                                    "  lmdb        UNITER-style LMDB (msgpack-numpy or npz values)\n"
-                                   "  npz         a directory of per-image .npz files")
-    p.add_argument("--from", dest="fmt", required=True, choices=["tsv", "vlbert-zip", "lmdb", "npz"])
+                                   "  npz         a directory of per-image .npz files\n"
+                                   "  images      raw images (SRC = image directory) + --boxes JSON lines: a raw-image store")
+    p.add_argument("--from", dest="fmt", required=True, choices=["tsv", "vlbert-zip", "lmdb", "npz", "images"])
     p.add_argument("src", nargs="+", help="source file(s) / database / directory")
     p.add_argument("--out", required=True, help="store directory to create")
     p.add_argument("--captions", help="JSON lines {\"image_id\", \"caption\"} to store with the regions")
@@ -24,6 +25,8 @@ def add_convert_parser(sub) -> None:
                    help="size of soft label vectors to keep (vlbert-zip default 1601; lmdb: taken from the data)")
     p.add_argument("--tsv-fields", default="lxmert", choices=["lxmert", "butd"])
     p.add_argument("--image-sizes", help="lmdb: JSON {image_id: [height, width]} to turn normalised boxes into pixels")
+    p.add_argument("--boxes", help="images: JSON lines {\"image\", \"boxes\", \"labels\"} per image")
+    p.add_argument("--no-whole-image-box", action="store_true", help="images: do not add the whole image as region 0")
     p.add_argument("--max-text-len", type=int, default=None)
     p.add_argument("--shard-mb", type=int, default=256)
     p.add_argument("--overwrite", action="store_true")
@@ -54,6 +57,11 @@ def make_source(args):
             first = next(iter(src.records()), None)
             soft = None if first is None or first.soft_labels is None else first.soft_labels.shape[1]
         return src, soft or None
+    if args.fmt == "images":
+        from .images_dir import ImageDirSource
+        if not args.boxes:
+            raise ValueError("--from images needs --boxes FILE")
+        return ImageDirSource(args.src[0], args.boxes, whole_image_box=not args.no_whole_image_box), None
     from .npz_dir import NpzDirSource
     return NpzDirSource(args.src[0], feature_dim=args.feature_dim, num_soft_classes=args.soft_classes), args.soft_classes
 

@@ -51,7 +51,7 @@ def _caption_lines(path: str):
             yield str(image_id), text, where
 
 
-def convert(source: Source, out_dir: str, *, feature_dim: int = 2048, num_soft_classes: int | None = None,
+def convert(source: Source, out_dir: str, *, feature_dim: int | None = 2048, num_soft_classes: int | None = None,
             vocab_file: str | None = None, captions_file: str | None = None, max_text_len: int | None = None,
             shard_bytes: int = 256 << 20, overwrite: bool = False, resume: bool = True, progress: bool = True) -> str:
     """Converts ``source`` into a store at ``out_dir``; returns its path.
@@ -65,7 +65,11 @@ def convert(source: Source, out_dir: str, *, feature_dim: int = 2048, num_soft_c
     fingerprint = {"source": source.fingerprint(), "feature_dim": feature_dim, "soft": num_soft_classes,
                    "captions": file_fingerprint([captions_file]) if captions_file else None,
                    "vocab": file_fingerprint([vocab_file]) if vocab_file else None}
+    with_images = source.name == "images"
+    if with_images:
+        feature_dim = None  # a raw-image store: the model computes region features from pixels
     writer = StoreWriter(out_dir, feature_dim=feature_dim, num_soft_classes=num_soft_classes, shard_bytes=shard_bytes,
+                         with_images=with_images,
                          vocab_file=vocab_file, overwrite=overwrite, resume=resume, fingerprint=fingerprint,
                          attrs={"source_format": source.name, "converted_from": fingerprint["source"]})
     with writer:
@@ -78,7 +82,8 @@ def convert(source: Source, out_dir: str, *, feature_dim: int = 2048, num_soft_c
                 index = ids.get(rec.image_id)
                 if index is None:
                     index = writer.add_image(rec.image_id, rec.boxes, rec.image_size, features=rec.features,
-                                             labels=rec.labels, soft_labels=rec.soft_labels, source=rec.source)
+                                             labels=rec.labels, soft_labels=rec.soft_labels, image_bytes=rec.image_bytes,
+                                             source=rec.source)
                     ids[rec.image_id] = index
                 for text in rec.captions:
                     if tokenizer is None:
