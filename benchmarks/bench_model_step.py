@@ -1,0 +1,232 @@
+"""One VL-BERT pretraining step (forward + backward; ``--optimizer`` adds AdamW) at VL-BERT's shapes: fused path vs plain path.
+
+Paths (the same model and losses; only how they are computed differs):
+  fused   packed sequences ([CLS] text [SEP] regions [END] back to back), dense layers on real tokens
+          only, fused-QKV attention on scaled_dot_product_attention, MLM projected at masked rows only
+          with chunked linear + cross-entropy, one batched ``mask_pixels`` call (end-to-end mode)
+  plain   every part padded to the batch's widest (text, regions), eager softmax(QK^T) attention,
+          MLM over the full vocabulary at every text position, per-box Python pixel masking
+  packed  the released VL-BERT's layout (parts packed, rows padded) with eager attention and the
+          full-vocabulary MLM: shows how much of the gain packing alone gives (``--paths`` to run it)
+
+Batches: text 10-40 WordPieces, 10-100 regions per image (VL-BERT's detector output), 15% of
+tokens and regions masked (soft 1601-class region targets). Losses: MLM + masked region
+classification, VL-BERT's released pair.
+
+MFU = tokens/s x (6 N + 12 L h s) / peak, per token, with N the non-embedding parameters applied
+to every token (encoder + region projection), L layers, h hidden size, s the mean real sequence
+length. Peak: the GPU's dense bf16 spec; on a CPU the measured fp32 matmul rate of this machine.
+Each configuration runs in its own process, so peak memory is that configuration's alone.
+
+    python benchmarks/bench_model_step.py                      # CPU: base + large, reduced batch
+    python benchmarks/bench_model_step.py --device cuda        # bf16 autocast, full batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import RESULTS_DIR, device_name, git_revision, peak_memory, time_fn  # noqa: E402
+
+from vlengine.data.batch import IGNORE_INDEX, VLBatch  # noqa: E402
+from vlengine.models import VLBert, VLConfig  # noqa: E402
+from vlengine.models.heads import MaskedLMHead, RegionClassificationHead  # noqa: E402
+
+PATHS = {
+    "fused": dict(pack=True, unpad=True, attention="sdpa", fused_mlm=True, mask_mode="pixels"),
+    "plain": dict(pack=False, unpad=False, attention="eager", fused_mlm=False, mask_mode="pixels_python"),
+    "packed": dict(pack=True, unpad=False, attention="eager", fused_mlm=False, mask_mode="pixels_python"),
+}
+GPU_PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("V100", 125.0))
+
+
+def make_batch(config: VLConfig, batch: int, gen: torch.Generator, device, image_hw=None) -> VLBatch:
+    text_len = torch.randint(10, 41, (batch,), generator=gen)
+    regions = torch.randint(10, 101, (batch,), generator=gen)
+    t, r = int(text_len.max()), int(regions.max())
+    text_mask = torch.arange(t).unsqueeze(0) < text_len.unsqueeze(1)
+    ids = torch.randint(1000, config.vocab_size, (batch, t), generator=gen).masked_fill(~text_mask, 0)
+    valid = torch.arange(r).unsqueeze(0) < regions.unsqueeze(1)
+    h, w = image_hw or (600, 800)
+    xy = torch.rand(batch, r, 2, generator=gen) * torch.tensor([w * 0.7, h * 0.7])
+    wh = 16 + torch.rand(batch, r, 2, generator=gen) * torch.tensor([w * 0.3 - 17, h * 0.3 - 17])
+    boxes = torch.cat((xy, xy + wh), -1)
+    pick = (torch.rand(batch, t, generator=gen) < 0.15) & text_mask
+    pick[:, 1] = True
+    mlm = torch.full((batch, t), IGNORE_INDEX).masked_scatter(
+        pick, torch.randint(1000, config.vocab_size, (int(pick.sum()),), generator=gen))
+    masked = (torch.rand(batch, r, generator=gen) < 0.15) & valid
+    soft = torch.rand(batch, r, config.num_region_classes, generator=gen).softmax(-1)
+    out = VLBatch(input_ids=ids, text_mask=text_mask, region_boxes=boxes, region_valid=valid,
+                  image_size=torch.tensor([[float(h), float(w)]]).expand(batch, 2).clone(),
+                  mlm_labels=mlm, region_masked=masked, region_soft_labels=soft)
+    if image_hw is None:
+        out = out.replace(region_features=torch.rand(batch, r, config.region_feature_size, generator=gen))
+    else:
+        out = out.replace(images=torch.randn(batch, 3, h, w, generator=gen))
+    return out.to(device)
+
+
+def peak_tflops(device: str) -> tuple[float, str]:
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        for key, tflops in GPU_PEAK_TFLOPS:
+            if key in name:
+                return tflops, f"{key} bf16 dense spec"
+        return float("nan"), "unknown GPU"
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(5))
+    return 2 * 2048**3 / best / 1e12, "measured fp32 matmul"
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_one(size: str, path: str, batch_size: int, device: str, steps: int, warmup: int, end_to_end: bool,
+            image_hw, optimizer_step: bool) -> dict:
+    settings = PATHS[path]
+    config = getattr(VLConfig, size)(pack=settings["pack"], unpad=settings["unpad"], attention=settings["attention"])
+    visual = None
+    if end_to_end:
+        from vlengine.models.visual import resnet_c4_frontend
+        visual = resnet_c4_frontend(101, mask_mode=settings["mask_mode"])
+    torch.manual_seed(0)
+    model = VLBert(config, visual=visual).to(device).train()
+    mlm = MaskedLMHead(config, model.embeddings.word_embeddings, fused=settings["fused_mlm"]).to(device)
+    mrc = RegionClassificationHead(config).to(device)
+    params = [p for m in (model, mlm, mrc) for p in m.parameters() if p.requires_grad]
+    params = list({id(p): p for p in params}.values())          # the tied embedding once
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda")
+    batch = make_batch(config, batch_size, torch.Generator().manual_seed(1), device,
+                       image_hw if end_to_end else None)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            out = model(batch)
+            if settings["fused_mlm"]:
+                loss = mlm.loss(out.text, batch.mlm_labels)
+            else:
+                loss = mlm.full_vocabulary_loss(out.text, batch.mlm_labels)
+            loss = loss + mrc.loss(out.regions, batch.region_masked, soft_targets=batch.region_soft_labels)
+        loss.backward()
+        if optimizer_step:
+            optimizer.step()
+
+    times = time_fn(step, device, warmup=warmup, repeats=steps)
+    memory = peak_memory(step, device) / 2**20
+    tokens_per_row = batch.text_mask.sum(1) + batch.region_valid.sum(1) + 1     # text + regions + [END]
+    tokens = int(tokens_per_row.sum())
+    s = tokens / batch_size
+    n = sum(p.numel() for p in model.encoder.parameters()) + sum(p.numel() for p in model.region_projection.parameters())
+    flops_per_token = 6 * n + 12 * config.num_layers * config.hidden_size * s
+    median = statistics.median(times)
+    achieved = tokens / median * flops_per_token / 1e12
+    return {"size": size, "path": path, "mode": "end-to-end" if end_to_end else "features",
+            "batch": batch_size, "mean_seq_len": round(s, 1),
+            "padded_seq_len": int(batch.text_mask.shape[1] + batch.region_valid.shape[1] + 1),
+            "step_ms_median": round(median * 1e3, 2), "step_ms_min": round(min(times) * 1e3, 2),
+            "step_ms_max": round(max(times) * 1e3, 2), "samples_per_s": round(batch_size / median, 3),
+            "tokens_per_s": round(tokens / median, 1), "peak_mem_mb": round(memory, 1),
+            "model_tflops_per_s": round(achieved, 4), "optimizer": optimizer_step,
+            "dtype": "bf16-autocast" if device == "cuda" else "fp32", "threads": torch.get_num_threads()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", default="base,large")
+    parser.add_argument("--paths", default="fused,plain")
+    parser.add_argument("--batch", type=int, default=None, help="rows per step (default: CPU 8 base / 4 large; "
+                                                                "GPU 64 base / 32 large)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: CPU 3, GPU 20)")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--end-to-end", action="store_true", help="raw images through ResNet-101 C4 + res5")
+    parser.add_argument("--image-size", default="384,512", help="H,W in end-to-end mode")
+    parser.add_argument("--optimizer", action="store_true", help="include the AdamW update in the step")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-csv", action="store_true")
+    args = parser.parse_args()
+    gpu = args.device == "cuda"
+    steps = args.steps or (20 if gpu else 3)
+    warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
+    image_hw = tuple(int(v) for v in args.image_size.split(","))
+
+    if args.worker:   # one configuration, result as JSON on the last line
+        size, path = args.sizes, args.paths
+        result = run_one(size, path, args.batch, args.device, steps, warmup, args.end_to_end, image_hw,
+                         args.optimizer)
+        print(json.dumps(result))
+        return
+
+    # one peak for every configuration (measured here, before the runs, on a CPU)
+    peak, peak_source = peak_tflops(args.device)
+    results = []
+    for size in args.sizes.split(","):
+        batch = args.batch or {"base": 64 if gpu else 8, "large": 32 if gpu else 4}[size]
+        for path in args.paths.split(","):
+            command = [sys.executable, os.path.abspath(__file__), "--worker", "--device", args.device,
+                       "--sizes", size, "--paths", path, "--batch", str(batch), "--steps", str(steps),
+                       "--warmup", str(warmup), "--image-size", args.image_size]
+            if args.end_to_end:
+                command.append("--end-to-end")
+            if args.optimizer:
+                command.append("--optimizer")
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{size}/{path} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            r.update(peak_tflops=round(peak, 4), peak_source=peak_source,
+                     mfu=round(r["model_tflops_per_s"] / peak, 4) if peak == peak else None)
+            results.append(r)
+            print(f"  {size:<6} {path:<7} {r['step_ms_median']:>10.1f} ms/step", flush=True)
+
+    print(f"\n{'size':<6} {'path':<7} {'mode':<10} {'batch':>5} {'seq':>6} {'step ms':>10} {'samples/s':>10} "
+          f"{'tokens/s':>10} {'peak MB':>9} {'TFLOP/s':>8} {'MFU':>7} {'vs plain':>8}")
+    for r in results:
+        plain = next((p for p in results if p["size"] == r["size"] and p["path"] == "plain"), None)
+        speedup = f"{r['samples_per_s'] / plain['samples_per_s']:.2f}x" if plain else "-"
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        print(f"{r['size']:<6} {r['path']:<7} {r['mode']:<10} {r['batch']:>5} {r['mean_seq_len']:>6} "
+              f"{r['step_ms_median']:>10.1f} {r['samples_per_s']:>10.2f} {r['tokens_per_s']:>10.0f} "
+              f"{r['peak_mem_mb']:>9.0f} {r['model_tflops_per_s']:>8.3f} {mfu:>7} {speedup:>8}")
+    if results:
+        print(f"peak: {results[0]['peak_tflops']} TFLOP/s ({results[0]['peak_source']}); device "
+              f"{device_name(args.device)}; threads {results[0]['threads']}")
+    if results and not args.no_csv:
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        path = os.path.join(RESULTS_DIR, "model_step.csv")
+        meta = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "git": git_revision(), "device": device_name(args.device), "torch": torch.__version__}
+        rows = [{**meta, **r} for r in results]
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+        print(f"appended {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    main()
