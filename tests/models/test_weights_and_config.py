@@ -160,3 +160,24 @@ def test_bert_checkpoint_with_fewer_layers_is_an_error(tmp_path):
               str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="no layer 0"):
         load_bert(VLBert(config), tmp_path)
+
+
+def test_bert_initialises_interbert_and_semvlp(tmp_path):
+    from transformers import BertConfig, BertModel
+    config = VLConfig.tiny()
+    bert = BertModel(BertConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+                                num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+                                intermediate_size=config.intermediate_size, max_position_embeddings=128))
+    bert.save_pretrained(tmp_path)
+    layer = bert.encoder.layer[1].attention.self
+    fused = torch.cat((layer.query.weight, layer.key.weight, layer.value.weight))
+    for arch, new in ((InterBert, "text_encoder.layers.0.attention.qkv.weight"),
+                      (SemVLP, "encoder.layers.1.cross_attention.query.weight")):
+        model = arch(config)
+        report = load_bert(model, tmp_path)
+        torch.testing.assert_close(model.encoder.layers[1].attention.qkv.weight, fused)
+        assert new in report["initialised"] and "encoder.layers.1.attention.qkv.weight" in report["loaded"]
+    with pytest.raises(ValueError, match="Post-LN"):
+        load_bert(VLBert(VLConfig.tiny(pre_layer_norm=True)), tmp_path)
+    with pytest.raises(ValueError, match="hidden_act"):
+        load_bert(VLBert(VLConfig.tiny(hidden_act="relu")), tmp_path)

@@ -29,6 +29,9 @@ _CONFIG_CHECKS = {  # HF config key -> VLConfig field
     "vocab_size": "vocab_size",
 }
 
+# Hugging Face activation names -> VLConfig.hidden_act
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+
 
 def read_bert_config(directory) -> dict:
     """``config.json`` of a Hugging Face BERT directory, as a dict."""
@@ -126,9 +129,9 @@ def load_bert(model: nn.Module, directory, mlm_head: nn.Module | None = None,
     hf_config = read_bert_config(directory)
     config: VLConfig = model.config
     _check_sizes(hf_config, config, directory)   # before reading hundreds of MB of weights
-    if hf_config.get("hidden_act", "gelu") != config.hidden_act:
-        raise ValueError(f"BERT directory {directory}: hidden_act={hf_config.get('hidden_act', 'gelu')!r}, "
-                         f"model has {config.hidden_act!r}")
+    hf_act = hf_config.get("hidden_act", "gelu")
+    if _HF_ACTIVATIONS.get(hf_act) != config.hidden_act:
+        raise ValueError(f"BERT directory {directory}: hidden_act={hf_act!r}, model has {config.hidden_act!r}")
     if config.pre_layer_norm:
         raise ValueError("a BERT checkpoint is Post-LN; build the model with pre_layer_norm=False to load it")
     state = read_bert_weights(directory)

@@ -11,7 +11,11 @@ from .pair_classification import _binary_loss
 
 
 class InterBertITMHead(nn.Module):
-    """Linear(H, H) -> activation -> LayerNorm -> Linear(H, 2) on the element-wise product of the two summaries."""
+    """Linear(H, H) -> activation -> LayerNorm -> Linear(H, 2) on the element-wise product of the two summaries.
+
+    With ``InterBert``: ``head(out.extras["text_cls"], out.image)`` (text [CLS] output of the
+    text stream, mean of the image stream's region outputs).
+    """
 
     def __init__(self, config: VLConfig):
         super().__init__()
