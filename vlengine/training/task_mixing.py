@@ -47,3 +47,28 @@ class TaskMixer:
         """Refuse to resume with a different mixture: the step -> task sequence would silently change."""
         if state != self.state_dict():
             raise ValueError(f"checkpoint was trained with task mixture {state}, config asks for {self.state_dict()}")
+
+
+class StagedTaskMixer(TaskMixer):
+    """A TaskMixer whose weights change at given steps (InterBERT: MLM + MOM first, then MSM + MRM + ITM).
+
+    Args:
+        stages: [(first_step, {task: weight}), ...]; the first stage must start at step 0.
+    """
+
+    def __init__(self, stages: list[tuple[int, dict[str, float]]], seed: int = 0):
+        if not stages or stages[0][0] != 0:
+            raise ValueError(f"stages must start at step 0, got {[s for s, _ in stages]}")
+        starts = [int(s) for s, _ in stages]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"stage start steps must be strictly increasing, got {starts}")
+        self.stages = [(int(start), TaskMixer(weights, seed)) for start, weights in stages]
+        self.seed = int(seed)
+        self.names = sorted({n for _, mixer in self.stages for n in mixer.names})
+
+    def task_for_step(self, step: int) -> str:
+        mixer = [m for start, m in self.stages if start <= step][-1]
+        return mixer.task_for_step(step)
+
+    def state_dict(self) -> dict:
+        return {"stages": [[start, m.state_dict()] for start, m in self.stages], "seed": self.seed}

@@ -1,0 +1,73 @@
+"""CSS-BERT pretraining (Mo, Xia, Markevych): MLM + NSP + pair-wise contrastive loss (PwCL).
+
+* NSP: the pretraining loader gives caption-image pairs, not sentence pairs, so
+  "next sentence" is read as "this caption belongs to this image" on the pooled
+  [CLS] output, with BERT's label convention (0 = belongs, 1 = random); the
+  loader's ITM negatives supply the random half.
+* PwCL: `vlengine.ops.contrastive_loss(kind="pwcl")` over the B x B matrix of
+  projected sentence (E') and image (F') embeddings of the matched pairs, formed
+  over exp(s / tau) (the printed formula puts raw dot products inside a log,
+  undefined when a sum is negative). With data parallelism the op gathers
+  across ranks, so B is the global batch (1024 in the large-batch recipe).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vlengine.data.batch import VLBatch
+from vlengine.models.heads import MaskedLMHead, NSPHead
+
+from .output import TaskOutput
+from .terms import mlm_term, pair_term, paired_rows, positive_rows
+
+
+class CSSBertPretraining(nn.Module):
+    tasks = ("pretrain",)
+
+    def __init__(self, model: nn.Module, masker: Callable, nsp_weight: float = 1.0, pwcl_weight: float = 1.0,
+                 temperature: float = 0.07, kind: str = "pwcl", distributed: bool = True):
+        super().__init__()
+        config = model.config
+        self.model = model
+        self.masker = masker
+        self.mlm = MaskedLMHead(config, model.embeddings.word_embeddings)
+        self.nsp = NSPHead(config)
+        self.nsp_weight, self.pwcl_weight = float(nsp_weight), float(pwcl_weight)
+        self.temperature, self.kind, self.distributed = float(temperature), kind, distributed
+
+    def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
+        return self.masker(batch, generator)
+
+    def forward(self, batch: VLBatch, task: str = "pretrain") -> TaskOutput:
+        from vlengine.ops import contrastive_loss
+
+        out = self.model(batch)
+        loss, metrics = mlm_term(self.mlm, out.text, batch.mlm_labels)
+        if batch.itm_label is not None and self.nsp_weight > 0:
+            rows = paired_rows(batch)
+            nsp_loss, m = pair_term(self.nsp(out.pooled[rows]), 1 - batch.itm_label[rows], "nsp")
+            loss = loss + self.nsp_weight * nsp_loss
+            metrics.update(m)
+        if self.pwcl_weight > 0 and "sentence_embedding" in out.extras:
+            rows = positive_rows(batch)
+            group = None
+            if self.distributed and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+                group = torch.distributed.group.WORLD
+                rows = _first_k_on_every_rank(rows, group)
+            e, f = out.extras["sentence_embedding"][rows], out.extras["image_embedding"][rows]
+            pwcl = contrastive_loss(e, f, self.temperature, kind=self.kind, normalize=False, group=group)
+            loss = loss + self.pwcl_weight * pwcl
+            metrics["pwcl_loss"] = pwcl.detach().float()
+        return TaskOutput(loss, metrics)
+
+
+def _first_k_on_every_rank(rows: torch.Tensor, group) -> torch.Tensor:
+    """Keep the first k selected rows, k = the smallest selection over ranks: the gathered
+    contrastive op needs the same number of pairs from every rank."""
+    count = rows.sum().reshape(1).to(torch.int64)
+    torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN, group=group)
+    return rows & (rows.cumsum(0) <= count)

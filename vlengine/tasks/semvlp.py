@@ -1,0 +1,64 @@
+"""SemVLP pretraining: MLM + masked object prediction (feature regression + detected-label
+classification) + ITM, each step in single-stream or two-stream mode over the same parameters.
+
+The mode is the step's task ("single" / "two", drawn 50/50 by the task mixer, the
+same on every rank). Image QA, the paper's fourth task, needs QA pairs that the
+pretraining loader does not carry; it is left to fine-tuning.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vlengine.data.batch import VLBatch
+from vlengine.models.heads import ITMHead, MaskedLMHead, RegionClassificationHead, RegionFeatureRegressionHead
+
+from .output import TaskOutput
+from .terms import mlm_term, pair_term, paired_rows, region_class_term
+
+TASKS = ("single", "two")
+
+
+class SemVLPPretraining(nn.Module):
+    def __init__(self, model: nn.Module, masker: Callable, mop_regression_weight: float = 1.0,
+                 mop_label_weight: float = 1.0, itm_weight: float = 1.0, regression: str = "mse"):
+        super().__init__()
+        config = model.config
+        self.model = model
+        self.masker = masker
+        self.mlm = MaskedLMHead(config, model.embeddings.word_embeddings)
+        self.mrc = RegionClassificationHead(config)
+        self.regression = RegionFeatureRegressionHead(config, regression)
+        self.itm = ITMHead(config)
+        self.weights = {"reg": float(mop_regression_weight), "label": float(mop_label_weight),
+                        "itm": float(itm_weight)}
+
+    tasks = TASKS
+
+    def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
+        return self.masker(batch, generator)
+
+    def forward(self, batch: VLBatch, task: str = "single") -> TaskOutput:
+        if task not in TASKS:
+            raise ValueError(f"SemVLP pretraining has tasks (modes) {TASKS}, got {task!r}")
+        out = self.model(batch, mode=task)
+        loss, metrics = mlm_term(self.mlm, out.text, batch.mlm_labels)
+        if batch.region_masked is not None:
+            if batch.region_feature_targets is not None and self.weights["reg"] > 0:
+                reg = self.regression.loss(out.regions, batch.region_masked, batch.region_feature_targets)
+                loss = loss + self.weights["reg"] * reg
+                metrics["mop_reg_loss"] = reg.detach().float()
+            if self.weights["label"] > 0:
+                label_loss, m = region_class_term(self.mrc, out.regions, batch, soft=False, name="mop_label")
+                loss = loss + self.weights["label"] * label_loss
+                metrics.update(m)
+        if batch.itm_label is not None and self.weights["itm"] > 0:
+            rows = paired_rows(batch)
+            itm_loss, m = pair_term(self.itm(out.pooled[rows]), batch.itm_label[rows], "itm")
+            loss = loss + self.weights["itm"] * itm_loss
+            metrics.update(m)
+        metrics[f"mode_{task}"] = torch.tensor(1.0)
+        return TaskOutput(loss, metrics)

@@ -1,0 +1,55 @@
+"""Loss terms shared by the objectives, each returning (loss, metrics) with the engine's metric names."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vlengine.data.batch import IGNORE_INDEX, VLBatch
+
+from .output import accuracy
+
+
+def mlm_term(head, text_hidden: torch.Tensor, labels: torch.Tensor, name: str = "mlm"):
+    """Masked-token loss (masked rows only) and accuracy."""
+    loss = head.loss(text_hidden, labels)
+    with torch.no_grad():
+        logits, targets = head.masked_logits(text_hidden.detach(), labels)
+        acc = accuracy(logits, targets)
+    return loss, {f"{name}_loss": loss.detach().float(), f"{name}_acc": acc}
+
+
+def region_class_term(head, region_hidden: torch.Tensor, batch: VLBatch, soft: bool, name: str = "mrc"):
+    """Masked region classification (hard or soft targets) and its accuracy against the hard labels."""
+    soft_targets = batch.region_soft_labels if soft else None
+    loss = head.loss(region_hidden, batch.region_masked, batch.region_targets, soft_targets)
+    metrics = {f"{name}_loss": loss.detach().float()}
+    if batch.region_targets is not None:
+        with torch.no_grad():
+            targets = torch.where(batch.region_masked, batch.region_targets,
+                                  torch.full_like(batch.region_targets, IGNORE_INDEX))
+            metrics[f"{name}_acc"] = accuracy(head(region_hidden.detach()), targets)
+    return loss, metrics
+
+
+def pair_term(logits: torch.Tensor, labels: torch.Tensor, name: str):
+    """Two-way cross-entropy (ITM / NSP) and accuracy; 0 loss with NaN accuracy on an empty selection."""
+    if labels.numel() == 0:
+        return logits.sum() * 0.0, {f"{name}_loss": torch.tensor(float("nan")), f"{name}_acc": torch.tensor(float("nan"))}
+    loss = F.cross_entropy(logits.float(), labels).to(logits.dtype)
+    return loss, {f"{name}_loss": loss.detach().float(), f"{name}_acc": accuracy(logits.detach(), labels)}
+
+
+def paired_rows(batch: VLBatch) -> torch.Tensor:
+    """[B] bool: rows that have an image (not text-only)."""
+    if batch.text_only is None:
+        return torch.ones(batch.batch_size, dtype=torch.bool, device=batch.input_ids.device)
+    return ~batch.text_only
+
+
+def positive_rows(batch: VLBatch) -> torch.Tensor:
+    """[B] bool: image rows whose caption matches the image."""
+    rows = paired_rows(batch)
+    if batch.itm_label is not None:
+        rows = rows & (batch.itm_label == 1)
+    return rows

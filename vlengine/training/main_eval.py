@@ -1,0 +1,65 @@
+"""The held-out evaluation that ends a pretraining run (vlengine.tasks.grounding_eval on the heldout store)."""
+
+from __future__ import annotations
+
+import torch
+
+_EVAL_KEYS = {"captions", "batch_size", "retrieval_images", "seed"}
+
+
+def build_evaluator(eval_cfg: dict, paths, tokenizer, dtype: torch.dtype):
+    """evaluate(engine, step) -> metrics, or None when the corpus has no heldout split."""
+    unknown = sorted(set(eval_cfg) - _EVAL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown eval setting(s) {unknown}; known: {sorted(_EVAL_KEYS)}")
+    if paths.heldout is None:
+        return None
+    import functools
+
+    from vlengine.data.loading import CaptionImageDataset, collate_items
+    from vlengine.tasks.grounding_eval import attribute_and_region_accuracy, zero_shot_retrieval
+
+    attribute_words = paths.manifest.get("attribute_words")
+    if not attribute_words:
+        raise ValueError(f"{paths.root}/MANIFEST.json names no attribute_words: the attribute-word "
+                         "evaluation needs them (the embedded corpus lists colour/size/shape words)")
+    groups = {}
+    for group, words in attribute_words.items():
+        ids = []
+        for word in words:
+            encoded = tokenizer.encode_plain(word).ids
+            if len(encoded) != 1:
+                raise ValueError(f"attribute word {word!r} is {len(encoded)} word pieces; expected one")
+            ids.append(int(encoded[0]))
+        groups[group] = ids
+    dataset = CaptionImageDataset(paths.heldout, max_text_len=64)
+    n_captions = min(int(eval_cfg.get("captions", 1000)), len(dataset))
+    batch_size = int(eval_cfg.get("batch_size", 128))
+    seed = int(eval_cfg.get("seed", 0))
+    collate = functools.partial(collate_items, pad_id=tokenizer.pad_id)
+
+    def cast(batch):
+        if dtype == torch.float32 or batch.region_features is None:
+            return batch
+        return batch.replace(region_features=batch.region_features.to(dtype))
+
+    def evaluate(engine, step: int) -> dict:
+        objective = engine.module
+        device = engine.device
+        batches = (collate([dataset[(0, i)] for i in range(s, min(s + batch_size, n_captions))])
+                   for s in range(0, n_captions, batch_size))
+        results = attribute_and_region_accuracy(objective, batches, groups, tokenizer.mask_id, device, seed, cast)
+        n_images = int(eval_cfg.get("retrieval_images", 50))
+        if n_images > 1 and getattr(objective, "itm", None) is not None:
+            # one caption per image: the first caption of each of the first n images
+            first = {}
+            for i in range(len(dataset)):
+                image = int(dataset.store.caption(i)["image_index"])
+                first.setdefault(image, i)
+                if len(first) >= n_images:
+                    break
+            items = [dataset[(0, i)] for i in first.values()]
+            results.update(zero_shot_retrieval(objective, items, collate, device, batch_size=256, cast=cast))
+        return results
+
+    return evaluate

@@ -1,0 +1,91 @@
+"""Each paper's objective (model + heads + masking policies) and task schedule, from a config.
+
+    vlbert     VLBert + VLBertPretraining; masking: whole-word MLM + RoI masking; one task per step
+    interbert  InterBert + InterBertPretraining; stage 1 (steps < objective.stage_two_step):
+               MLM + MOM, then MSM + MRM (IoU neighbourhoods) + ITM
+    semvlp     SemVLP + SemVLPPretraining; single- or two-stream per step (objective.two_stream_prob)
+    cssbert    CSSBert + CSSBertPretraining; MLM + NSP + PwCL (gathered across ranks)
+"""
+
+from __future__ import annotations
+
+from .config import PretrainConfig
+from .task_mixing import StagedTaskMixer, TaskMixer
+
+_MASKING_KEYS = {"preset", "mlm_prob", "whole_word", "region_targets"}
+
+
+def _text_settings(tokenizer) -> dict:
+    specials = tuple(sorted(set(tokenizer.special_ids.values())))
+    return {"vocab_size": tokenizer.vocab_size, "mask_token_id": tokenizer.mask_id, "special_ids": specials,
+            "random_token_low": max(specials) + 1 if max(specials) + 1 < tokenizer.vocab_size else 0}
+
+
+def build_masker(recipe: str, masking: dict, tokenizer, task: str | None = None):
+    """The masking policy (vlengine.data.masking) of a recipe / task, conditional on ITM labels."""
+    from vlengine.data.masking import ConditionalMasking, MLMMasking, RoIMasking, masking_for
+
+    unknown = sorted(set(masking) - _MASKING_KEYS)
+    if unknown:
+        raise ValueError(f"unknown masking setting(s) {unknown}; known: {sorted(_MASKING_KEYS)}")
+    text = _text_settings(tokenizer)
+    region_targets = masking.get("region_targets", "soft")
+    if recipe == "vlbert" or (recipe == "interbert" and task == "mlm_mom"):
+        return ConditionalMasking((
+            MLMMasking(prob=float(masking.get("mlm_prob", 0.15)), whole_word=bool(masking.get("whole_word", True)),
+                       **text),
+            RoIMasking(targets=region_targets)))
+    preset = masking.get("preset", recipe)
+    return masking_for(preset, **text)
+
+
+def _check_keys(section: dict, known: set, recipe: str) -> None:
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"unknown {recipe} objective setting(s) {unknown}; known: {sorted(known)}")
+
+
+def build_objective(cfg: PretrainConfig, model_config, tokenizer):
+    """(objective module, task mixer) for cfg.recipe."""
+    objective = dict(cfg.objective)
+    seed = cfg.train.seed
+    if cfg.recipe == "vlbert":
+        from vlengine.models import VLBert
+        from vlengine.tasks.vlbert import VLBertPretraining
+
+        _check_keys(objective, {"mrc_weight", "itm_weight", "soft_region_targets"}, "vlbert")
+        objective.setdefault("soft_region_targets", cfg.masking.get("region_targets", "soft") == "soft")
+        module = VLBertPretraining(VLBert(model_config), build_masker("vlbert", cfg.masking, tokenizer), **objective)
+        return module, TaskMixer({"pretrain": 1.0}, seed)
+    if cfg.recipe == "interbert":
+        from vlengine.models.interbert import InterBert
+        from vlengine.tasks.interbert import TASKS, InterBertPretraining
+
+        _check_keys(objective, {"mrm_weight", "itm_weight", "soft_region_targets", "stage_two_step"}, "interbert")
+        stage_two = int(objective.pop("stage_two_step", 0))
+        objective.setdefault("soft_region_targets", cfg.masking.get("region_targets", "soft") == "soft")
+        maskers = {task: build_masker("interbert", cfg.masking, tokenizer, task) for task in TASKS}
+        module = InterBertPretraining(InterBert(model_config), maskers, **objective)
+        stages = [(0, {"msm_mrm_itm": 1.0})] if stage_two <= 0 else \
+            [(0, {"mlm_mom": 1.0}), (stage_two, {"msm_mrm_itm": 1.0})]
+        return module, StagedTaskMixer(stages, seed)
+    if cfg.recipe == "semvlp":
+        from vlengine.models.semvlp import SemVLP
+        from vlengine.tasks.semvlp import SemVLPPretraining
+
+        _check_keys(objective, {"mop_regression_weight", "mop_label_weight", "itm_weight", "regression",
+                                "two_stream_prob"}, "semvlp")
+        p_two = float(objective.pop("two_stream_prob", 0.5))
+        module = SemVLPPretraining(SemVLP(model_config), build_masker("semvlp", cfg.masking, tokenizer), **objective)
+        return module, TaskMixer({"single": 1.0 - p_two, "two": p_two}, seed)
+    if cfg.recipe == "cssbert":
+        from vlengine.models.cssbert import CSSBert
+        from vlengine.tasks.cssbert import CSSBertPretraining
+
+        _check_keys(objective, {"nsp_weight", "pwcl_weight", "temperature", "kind", "distributed",
+                                "contrastive_inputs"}, "cssbert")
+        inputs = objective.pop("contrastive_inputs", "separate")
+        module = CSSBertPretraining(CSSBert(model_config, contrastive_inputs=inputs),
+                                    build_masker("cssbert", cfg.masking, tokenizer), **objective)
+        return module, TaskMixer({"pretrain": 1.0}, seed)
+    raise ValueError(f"unknown recipe {cfg.recipe!r}")

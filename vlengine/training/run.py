@@ -1,0 +1,73 @@
+"""One pretraining run from a PretrainConfig: model, objective, data, DeepSpeed, evaluation."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from .config import PretrainConfig
+from .data_setup import make_train_loader, resolve_data
+from .engine import compute_dtype, init_distributed, load_deepspeed_config
+from .loop import TrainResult, train
+from .main_eval import build_evaluator
+
+
+def model_config(cfg: PretrainConfig, tokenizer, manifest: dict):
+    """VLConfig from the `model` section; "auto" sizes come from the corpus (vocabulary, region classes)."""
+    from vlengine.models import VLConfig
+
+    values = dict(cfg.model)
+    if values.get("vocab_size") == "auto":
+        values["vocab_size"] = tokenizer.vocab_size
+    if values.get("num_region_classes") == "auto":
+        if "classes" not in manifest:
+            raise ValueError("model.num_region_classes is 'auto' but the corpus MANIFEST.json has no 'classes'")
+        values["num_region_classes"] = int(manifest["classes"])
+    return VLConfig.from_dict(values, source="model section")
+
+
+def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
+    """Build everything the config names and train; returns the loop's result (eval metrics included)."""
+    from vlengine.data import load_tokenizer
+
+    from .recipes import build_objective
+
+    rank, world = init_distributed()
+    ds_config = load_deepspeed_config(cfg.deepspeed)
+    micro = int(ds_config.get("train_micro_batch_size_per_gpu", 0))
+    if micro <= 0:
+        raise ValueError("the deepspeed config must set train_micro_batch_size_per_gpu")
+    start = time.time()
+    paths = resolve_data(cfg.data)
+    tokenizer = load_tokenizer(paths.vocab)
+    if rank == 0:
+        log(f"data: {paths.root or paths.train} (ready in {time.time() - start:.1f}s)")
+    torch.manual_seed(cfg.train.seed)  # model init is part of the run's identity
+    objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer)
+    loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world)
+    evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config))
+    return train(objective, iter(_Iterable(loader)), ds_config, cfg.train, mixer, evaluate,
+                 run_config=cfg.to_dict())
+
+
+class _Iterable:
+    """Adapts a loader whose __iter__ is a generator to next() + state_dict() on one object."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self._it = iter(loader)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
+        self._it = iter(self.loader)  # the generator restarts from the restored position
