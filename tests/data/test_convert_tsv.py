@@ -98,8 +98,8 @@ def test_nan_features_and_bad_utf8(tmp_path):
     with pytest.raises(ValueError, match=r"f\.tsv line 2 \(image COCO_000001\): features contain NaN"):
         convert(TsvSource([str(tmp_path / "f.tsv")]), str(tmp_path / "s"), progress=False)
     with open(tmp_path / "g.tsv", "wb") as f:
-        f.write(b"\xff\xfe\x00garbage\n")
-    with pytest.raises(ConversionError, match=r"g\.tsv line 1.*UTF-8"):
+        f.write(b"\xff\xfe\x00garbage" + b"\t1" * 9 + b"\n")
+    with pytest.raises(ConversionError, match=r"g\.tsv line 1.*img_id.*UTF-8"):
         convert(TsvSource([str(tmp_path / "g.tsv")]), str(tmp_path / "s"), progress=False)
     assert not os.path.exists(str(tmp_path / "s") + ".partial")
 

@@ -46,7 +46,6 @@ class VLBatch:
     # free-form extras (e.g. VQA answer scores, referring target box, sample ids)
     extras: dict | None = None
     # also filled by the masking policies (VL-BERT's masked RoI classification)
-    region_soft_targets: torch.Tensor | None = None  # [B, R, num_classes] detector scores of selected regions, 0 elsewhere
     masked_rois: torch.Tensor | None = None          # [K, 5] (batch_index, x1, y1, x2, y2) of the masked regions,
                                                      # the box form of vlengine.ops.mask_pixels / roi_align_masked
 

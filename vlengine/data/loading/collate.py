@@ -10,7 +10,8 @@ from ..batch import IGNORE_INDEX, VLBatch
 
 def _pad_stack(arrays, length: int, fill, dtype) -> np.ndarray:
     first = arrays[0]
-    out = np.full((len(arrays), length, *first.shape[1:]), fill, dtype=dtype)
+    shape = (len(arrays), length, *first.shape[1:])
+    out = np.zeros(shape, dtype=dtype) if fill == 0 else np.full(shape, fill, dtype=dtype)
     for i, a in enumerate(arrays):
         out[i, :a.shape[0]] = a
     return out

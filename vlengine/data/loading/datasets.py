@@ -102,10 +102,11 @@ class CaptionImageDataset:
                 "image_index": image_index, "image_size": np.array(rec["image_size"], dtype=np.float32),
                 "boxes": np.array(rec["boxes"][:r], dtype=np.float32),
                 "labels": np.array(rec["labels"][:r], dtype=np.int64)}
+        # features stay views of the mapped file: collate copies them once, into the batch
         if self.load_features:
-            item["features"] = np.array(rec["features"][:r])          # copy out of the memory map
+            item["features"] = rec["features"][:r]
         if "soft_labels" in rec:
-            item["soft_labels"] = np.array(rec["soft_labels"][:r])
+            item["soft_labels"] = rec["soft_labels"][:r]
         if self.image_transform is not None:
             rng = _item_rng(self.seed, epoch, index, IMAGE_STREAM)
             image, boxes, size = self.image_transform(bytes(rec["image"]), item["boxes"], rng,

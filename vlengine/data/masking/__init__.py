@@ -24,10 +24,12 @@ Text policies (fill ``input_ids`` and ``mlm_labels`` [B, T]):
 
 Region policies (fill ``region_masked`` [B, R] bool and ``region_targets`` [B, R] int64):
     RoIMasking(select_prob=0.15, mask_prob=0.9, targets="soft", whole_image_index=0)
-        VL-BERT masked RoI classification; also ``region_soft_targets``
-        [B, R, C] (soft mode) and ``masked_rois`` [K, 5] (batch_index, x1,
-        y1, x2, y2), the boxes to pass to ``vlengine.ops.mask_pixels`` (raw
-        images) or ``vlengine.ops.roi_align_masked(masked_boxes=...)``.
+        VL-BERT masked RoI classification; in soft mode the targets are
+        ``batch.region_soft_labels`` where ``region_targets != IGNORE_INDEX``
+        (``region_targets`` holds their argmax there). Also ``masked_rois``
+        [K, 5] (batch_index, x1, y1, x2, y2), the boxes to pass to
+        ``vlengine.ops.mask_pixels`` (raw images) or
+        ``vlengine.ops.roi_align_masked(masked_boxes=...)``.
     IoURegionMasking(preset=vlengine.ops.INTERBERT_PAPER)
         InterBERT MRM via ``vlengine.ops.sample_region_mask``; masked
         ``region_features`` are zeroed.

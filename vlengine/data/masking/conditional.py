@@ -25,9 +25,12 @@ class ConditionalMasking:
     the labels. Without ``batch.itm_label`` this is just the policies in order.
 
     On negative rows: ``input_ids`` and ``region_features`` are the originals,
-    ``mlm_labels`` and ``region_targets`` are IGNORE_INDEX,
-    ``region_masked`` is False, ``region_soft_targets`` is 0, and their boxes
-    are dropped from ``masked_rois``.
+    ``mlm_labels`` and ``region_targets`` are IGNORE_INDEX, ``region_masked``
+    is False, and their boxes are dropped from ``masked_rois``.
+
+    Policies must return new tensors for the fields they change (all of this
+    package's do): the originals are copied back into them in place, row by
+    row, so restoring costs only the negative rows.
     """
 
     policies: tuple[Policy, ...]
@@ -57,7 +60,8 @@ def _drop_on_rows(original: VLBatch, masked: VLBatch, rows: torch.Tensor) -> VLB
     def restore(name):
         before, after = getattr(original, name), getattr(masked, name)
         if after is not None and after is not before:
-            changes[name] = torch.where(col if after.dim() == 2 else col[..., None], before, after)
+            after[rows] = before[rows]  # `after` is the policy's own new tensor
+            changes[name] = after
 
     restore("input_ids")
     restore("region_features")
@@ -67,8 +71,6 @@ def _drop_on_rows(original: VLBatch, masked: VLBatch, rows: torch.Tensor) -> VLB
             changes[name] = value.masked_fill(col, IGNORE_INDEX)
     if masked.region_masked is not None:
         changes["region_masked"] = masked.region_masked & ~col
-    if masked.region_soft_targets is not None:
-        changes["region_soft_targets"] = masked.region_soft_targets.masked_fill(col[..., None], 0)
     if masked.masked_rois is not None:
         keep = ~rows[masked.masked_rois[:, 0].long()]
         changes["masked_rois"] = masked.masked_rois[keep]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.data.batch import IGNORE_INDEX, VLBatch
 
 from ._checks import batch_field, generator_for, probability, region_labels, region_valid
 from ._regions import masked_rois, targets_where, zero_rows
@@ -22,18 +22,18 @@ class RoIMasking:
     The region at ``whole_image_index`` (VL-BERT puts the whole-image box at
     0) is never selected; ``None`` when the batch has no whole-image box.
 
-    targets: "soft" (VL-BERT: the detector's score vector,
-        ``batch.region_soft_labels``, soft cross-entropy) or "hard"
-        (``batch.region_labels``).
+    targets: "soft" (VL-BERT: soft cross-entropy against the detector's
+        score vector, ``batch.region_soft_labels``, on the regions where
+        ``region_targets != IGNORE_INDEX``; no copy of the [B, R, C] scores
+        is made) or "hard" (``batch.region_labels``).
     zero_features: also zero the masked regions' ``region_features`` (for
         models that take precomputed features and have no mask embedding).
 
     Fills ``region_masked``, ``region_targets`` (hard class, or the argmax of
-    the soft vector, on selected regions; IGNORE_INDEX elsewhere),
-    ``region_soft_targets`` in soft mode (the score vector on selected
-    regions, 0 elsewhere) and ``masked_rois`` ([K, 5] (batch_index, x1, y1,
-    x2, y2) from ``region_boxes``, for ``vlengine.ops.mask_pixels`` /
-    ``roi_align_masked``; None without boxes).
+    the score vector, on selected regions; IGNORE_INDEX elsewhere) and
+    ``masked_rois`` ([K, 5] (batch_index, x1, y1, x2, y2) from
+    ``region_boxes``, for ``vlengine.ops.mask_pixels`` / ``roi_align_masked``;
+    None without boxes).
     """
 
     select_prob: float = 0.15
@@ -60,17 +60,19 @@ class RoIMasking:
         if self.whole_image_index is not None and self.whole_image_index < r:
             valid = valid.clone()
             valid[:, self.whole_image_index] = False
-        if self.targets == "soft":
-            soft = batch_field(name, batch, "region_soft_labels", (b, r, None), floating=True)
-            labels = soft.argmax(dim=2)
-        else:
-            soft, labels = None, region_labels(name, batch, valid)
+        soft = batch_field(name, batch, "region_soft_labels", (b, r, None), floating=True) \
+            if self.targets == "soft" else None
+        labels = region_labels(name, batch, valid) if soft is None else None
         selected = (torch.rand((b, r), generator=generator, device=valid.device) < self.select_prob) & valid
         masked = selected & (torch.rand((b, r), generator=generator, device=valid.device) < self.mask_prob)
 
-        changes = {"region_masked": masked, "region_targets": targets_where(selected, labels)}
-        if soft is not None:
-            changes["region_soft_targets"] = soft.masked_fill(~selected[..., None], 0)
+        if soft is not None:  # argmax of the selected rows only: the score tensor is large (C = 1601)
+            targets = torch.full((b, r), IGNORE_INDEX, dtype=torch.int64, device=valid.device)
+            rows = selected.nonzero(as_tuple=True)
+            targets[rows] = soft[rows].argmax(dim=-1)
+        else:
+            targets = targets_where(selected, labels)
+        changes = {"region_masked": masked, "region_targets": targets}
         if batch.region_boxes is not None:
             boxes = batch_field(name, batch, "region_boxes", (b, r, 4), floating=True)
             changes["masked_rois"] = masked_rois(boxes, masked)

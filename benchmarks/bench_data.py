@@ -1,0 +1,208 @@
+"""Data-path throughput: store vs TSV reading, converter speed, memory as workers are added.
+
+Measures, on records of ``--boxes`` regions x 2048 features (default 100, as the issue asks):
+
+* ``store``: samples/s of one loader process (num_workers=0) reading caption-image
+  samples from the memory-mapped store in shuffled order, collated into VLBatch
+  (features float16 [B, 100, 2048]);
+* ``tsv``: samples/s reading the same records from an LXMERT TSV file, in file order
+  (its best case), decoding base64 and casting features to float16, collated the same way;
+* ``convert``: records/s of ``vlengine data convert --from tsv`` (TSV -> store);
+* ``workers``: peak proportional anonymous (non-file-backed) memory (Pss_Anon) of the main process plus all loader
+  workers after one epoch, for 0/1/2/4 workers: the store's pages are file-backed and shared,
+  so this stays flat; a loader that copied the features into every worker would grow by
+  the dataset size per worker.
+
+Prints a table and appends rows to benchmarks/results/data.csv with the git revision.
+Run: ``python benchmarks/bench_data.py [--records 1000] [--boxes 100]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import device_name, git_revision  # noqa: E402
+
+from vlengine.data.convert import TsvSource, convert  # noqa: E402
+from vlengine.data.convert.tsv import FIELDS, parse_tsv_line, write_tsv_line  # noqa: E402
+from vlengine.data.loading import collate_items, make_pretrain_loader  # noqa: E402
+from vlengine.data.store import StoreWriter, open_store  # noqa: E402
+from vlengine.data.text import load_tokenizer, write_vocab  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "data.csv")
+
+
+def make_sources(root: str, records: int, boxes: int, seed: int = 0):
+    """An LXMERT TSV of ``records`` images and a JSON-lines captions file."""
+    rng = np.random.default_rng(seed)
+    tsv = os.path.join(root, "feats.tsv")
+    caps = os.path.join(root, "caps.jsonl")
+    with open(tsv, "w") as f, open(caps, "w") as g:
+        for i in range(records):
+            xy = rng.uniform(0, 400, (boxes, 2)).astype(np.float32)
+            b = np.concatenate([xy, xy + rng.uniform(1, 200, (boxes, 2)).astype(np.float32)], 1)
+            feats = rng.standard_normal((boxes, 2048), dtype=np.float32)
+            write_tsv_line(f, f"img{i}", (480, 640), b, feats, objects_id=rng.integers(0, 1600, boxes))
+            g.write(f'{{"image_id": "img{i}", "caption": "a man riding a horse on the beach"}}\n')
+    vocab = write_vocab("a man riding horse on the beach".split(), os.path.join(root, "vocab.txt"))
+    return tsv, caps, vocab
+
+
+def bench_convert(tsv, caps, vocab, out):
+    t = time.perf_counter()
+    convert(TsvSource([tsv]), out, vocab_file=vocab, captions_file=caps, progress=False, overwrite=True)
+    return time.perf_counter() - t
+
+
+def bench_store(store_path, samples, batch_size):
+    loader = make_pretrain_loader(store_path, batch_size=batch_size, num_workers=0, seed=1)
+    it = iter(loader)
+    next(it)  # warm-up: first batch builds the plan
+    n, t = 0, time.perf_counter()
+    while n < samples:
+        b = next(it)
+        n += b.batch_size
+    dt = time.perf_counter() - t
+    assert b.region_features.shape[1:] == (loader.captions.dataset.store.image(0)["num_boxes"], 2048)
+    return n / dt
+
+
+def bench_tsv(tsv, samples, batch_size, tokenizer, boxes):
+    """The same work from the TSV: parse, decode, cast to float16, tokenize, collate."""
+    fields = FIELDS["lxmert"]
+    enc = tokenizer.encode("a man riding a horse on the beach")
+    n, t = 0, time.perf_counter()
+    while n < samples:
+        with open(tsv, "rb") as f:
+            batch = []
+            for lineno, line in enumerate(f, 1):
+                rec = parse_tsv_line(line, f"{tsv} line {lineno}", fields, 2048)
+                batch.append({"input_ids": enc.ids, "word_ids": enc.word_ids, "boxes": rec.boxes,
+                              "labels": rec.labels, "image_size": np.asarray(rec.image_size, np.float32),
+                              "features": rec.features.astype(np.float16)})
+                if len(batch) == batch_size:
+                    collate_items(batch)
+                    n += len(batch)
+                    batch = []
+                    if n >= samples:
+                        break
+    return n / (time.perf_counter() - t)
+
+
+def _anon_kb(pid: int) -> int:
+    """Proportional anonymous memory: copy-on-write pages shared with the parent count once in total."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss_Anon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def worker_memory(store_path, workers, batch_size):
+    import threading
+    loader = make_pretrain_loader(store_path, batch_size=batch_size, num_workers=workers, epochs=1, seed=2)
+    peak = {"kb": 0}
+    stop = threading.Event()
+
+    def children():
+        try:
+            with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def sample():
+        while not stop.is_set():
+            total = _anon_kb(os.getpid()) + sum(_anon_kb(c) for c in children())
+            peak["kb"] = max(peak["kb"], total)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=sample, daemon=True)
+    base = _anon_kb(os.getpid())
+    th.start()
+    rows = 0
+    for b in loader:
+        rows += b.batch_size
+    stop.set()
+    th.join()
+    return peak["kb"] - base, rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=1000)
+    p.add_argument("--boxes", type=int, default=100)
+    p.add_argument("--samples", type=int, default=4000, help="samples timed per reader")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", default="0,1,2,4")
+    p.add_argument("--dir", default=None, help="scratch directory (default: a temp dir, removed after)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+    root = args.dir or tempfile.mkdtemp(prefix="vlengine-bench-data-")
+    os.makedirs(root, exist_ok=True)
+    rows = []
+    try:
+        t = time.perf_counter()
+        tsv, caps, vocab = make_sources(root, args.records, args.boxes)
+        print(f"wrote {args.records} TSV records ({os.path.getsize(tsv) / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f}s")
+        store_path = os.path.join(root, "store")
+        dt = bench_convert(tsv, caps, vocab, store_path)
+        rows.append(("convert", "tsv->store records/s", args.records / dt, "records/s"))
+        tok = load_tokenizer(vocab)
+        # warm the page cache for both (a loader in steady state reads cached pages)
+        open_store(store_path, verify="full")
+        with open(tsv, "rb") as f:
+            while f.read(1 << 24):
+                pass
+        store_rate = bench_store(store_path, args.samples, args.batch_size)
+        tsv_rate = bench_tsv(tsv, min(args.samples, args.records), args.batch_size, tok, args.boxes)
+        rows.append(("read", "store samples/s (1 process, shuffled)", store_rate, "samples/s"))
+        rows.append(("read", "tsv samples/s (1 process, sequential)", tsv_rate, "samples/s"))
+        rows.append(("read", "store / tsv", store_rate / tsv_rate, "x"))
+        feature_mb = sum(os.path.getsize(os.path.join(store_path, d, "features.bin"))
+                         for d in os.listdir(store_path) if d.startswith("regions-")) / 2**20
+        rows.append(("memory", "feature data in the store", feature_mb, "MiB"))
+        for w in (int(x) for x in args.workers.split(",")):
+            kb, n = worker_memory(store_path, w, args.batch_size)
+            rows.append(("memory", f"Pss_Anon of main + workers, {w} workers, 1 epoch ({n} samples)", kb / 1024, "MiB"))
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    machine = device_name("cpu")
+    rev = git_revision()
+    print(f"\nbench_data: {args.records} records x {args.boxes} boxes x 2048, batch {args.batch_size}; {machine}; rev {rev}")
+    print(f"{'benchmark':<8} {'measure':<58} {'value':>12}")
+    for kind, what, value, unit in rows:
+        print(f"{kind:<8} {what:<58} {value:>10.1f} {unit}")
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    new = not os.path.exists(RESULTS)
+    with open(RESULTS, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["date", "git_rev", "machine", "records", "boxes", "batch_size", "benchmark", "measure", "value", "unit"])
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        for kind, what, value, unit in rows:
+            w.writerow([now, rev, machine, args.records, args.boxes, args.batch_size, kind, what, f"{value:.2f}", unit])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
