@@ -162,3 +162,19 @@ def test_too_long_sequence_names_the_setting(make_batch):
     model = _model(max_position_embeddings=8)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(make_batch(model.config))
+
+
+def test_value_checks_can_be_switched_off(make_batch):
+    """With value checks off (no host syncs on a GPU) shape checks still run; data checks do not."""
+    from vlengine.ops import set_value_checks
+    model = _model()
+    batch = make_batch(model.config)
+    set_value_checks(False)
+    try:
+        model(batch.replace(token_type_ids=torch.ones_like(batch.input_ids)))   # would be read otherwise
+        with pytest.raises(ValueError, match="text_mask must have shape"):
+            model(batch.replace(text_mask=torch.ones(3, 8, dtype=torch.bool)))
+    finally:
+        set_value_checks(True)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        model(batch.replace(token_type_ids=torch.full_like(batch.input_ids, 2)))

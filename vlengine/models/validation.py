@@ -1,10 +1,16 @@
-"""Input checks at the model entry: a wrong batch fails with a message naming the field, never deep inside a matmul."""
+"""Input checks at the model entry: a wrong batch fails with a message naming the field, never deep inside a matmul.
+
+Shape, dtype and device checks always run. Checks that read the data (token id
+range, rows without tokens, finite boxes) follow ``vlengine.ops.set_value_checks``:
+on by default, off when a GPU training loop wants no host syncs.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from vlengine.data.batch import VLBatch
+from vlengine.ops._checks import value_checks_enabled
 
 from .config import VLConfig
 
@@ -36,16 +42,19 @@ def check_text(batch: VLBatch, config: VLConfig) -> None:
     b, t = ids.shape
     _check("input_ids", ids, (b, t), "int", ids.device)
     _check("text_mask", batch.text_mask, (b, t), "bool", ids.device)
+    if batch.token_type_ids is not None:
+        _check("token_type_ids", batch.token_type_ids, (b, t), "int", ids.device)
     if b == 0 or t == 0:
         raise ValueError(f"VLBatch.input_ids is empty ({b} x {t}): a row needs at least its [CLS] token")
+    if not value_checks_enabled():
+        return
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= config.vocab_size):
         raise ValueError(f"VLBatch.input_ids must be in [0, {config.vocab_size}), "
                          f"got values in [{int(ids.min())}, {int(ids.max())}]")
     if not bool(batch.text_mask.any(1).all()):
         raise ValueError("VLBatch.text_mask: every row needs at least one real token ([CLS])")
-    types = getattr(batch, "token_type_ids", None)
+    types = batch.token_type_ids
     if types is not None:
-        _check("token_type_ids", types, (b, t), "int", ids.device)
         if int(types.min()) < 0 or int(types.max()) > 1:
             raise ValueError("VLBatch.token_type_ids must be 0 (segment A) or 1 (segment B) on text; "
                              "segment C belongs to regions")
@@ -69,6 +78,8 @@ def check_regions(batch: VLBatch, config: VLConfig, need_features: bool = True) 
     if batch.image_size is None:
         raise ValueError("VLBatch.image_size ([B, 2] height, width) is required to embed region boxes")
     _check("image_size", batch.image_size, (b, 2), "float", device)
+    if not value_checks_enabled():
+        return
     if not bool((batch.image_size > 0).all()):
         raise ValueError("VLBatch.image_size must be positive (height, width) on every row")
     if not bool(torch.isfinite(batch.region_boxes).all()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from vlengine.data.batch import IGNORE_INDEX
+from vlengine.ops._checks import value_checks_enabled
 
 
 def labelled_rows(hidden: torch.Tensor, labels: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,7 +19,8 @@ def labelled_rows(hidden: torch.Tensor, labels: torch.Tensor, name: str) -> tupl
 
 
 def check_class_range(labels: torch.Tensor, num_classes: int, name: str) -> None:
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+    """Labels in [0, num_classes) (skipped with ``vlengine.ops.set_value_checks(False)``: it syncs the GPU)."""
+    if value_checks_enabled() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"{name} must be in [0, {num_classes}) or {IGNORE_INDEX}, "
                          f"got values in [{int(labels.min())}, {int(labels.max())}]")
 
