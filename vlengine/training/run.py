@@ -19,6 +19,7 @@ def model_config(cfg: PretrainConfig, tokenizer, manifest: dict):
     from vlengine.models import VLConfig
 
     values = dict(cfg.model)
+    values.pop("bert_checkpoint", None)
     if values.get("vocab_size") == "auto":
         values["vocab_size"] = tokenizer.vocab_size
     if values.get("num_region_classes") == "auto":
@@ -46,6 +47,14 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
         log(f"data: {paths.root or paths.train} (ready in {time.time() - start:.1f}s)")
     torch.manual_seed(cfg.train.seed)  # model init is part of the run's identity
     objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer)
+    if cfg.model.get("bert_checkpoint"):
+        # Text embeddings, encoder, pooler and the MLM (and NSP) heads start from a local BERT directory.
+        from vlengine.models.weights import load_bert
+        report = load_bert(objective.model, cfg.model["bert_checkpoint"], mlm_head=objective.mlm,
+                           nsp_head=getattr(objective, "nsp", None))
+        if rank == 0:
+            log(f"initialised {len(report['loaded'])} tensors from BERT {cfg.model['bert_checkpoint']}; "
+                f"{len(report['initialised'])} new")
     loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world)
     evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config))
     return train(objective, iter(_Iterable(loader)), ds_config, cfg.train, mixer, evaluate,

@@ -33,8 +33,15 @@ class TrainSettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown train settings {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        for name in ("lr", "weight_decay", "adam_eps", "peak_tflops"):
+            values[name] = _as_float(values, name)
+        for name in ("total_steps", "warmup_steps", "seed", "max_steps", "log_every", "save_every", "keep_last",
+                     "eval_every"):
+            values[name] = _as_int(values, name)
+        values = {k: v for k, v in values.items() if v is not _MISSING}
         settings = cls(**values)
-        settings.adam_betas = tuple(settings.adam_betas)
+        settings.adam_betas = tuple(float(b) for b in settings.adam_betas)
         settings.validate()
         return settings
 
@@ -50,3 +57,32 @@ class TrainSettings:
         for name in ("log_every", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+
+
+_MISSING = object()
+
+
+def _as_float(values: dict, name: str):
+    """YAML reads 1e-4 (no dot) as a string: accept it, reject anything that is not a number."""
+    value = values.get(name, _MISSING)
+    if value is _MISSING or value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"train.{name} must be a number, got {value!r}") from None
+
+
+def _as_int(values: dict, name: str):
+    value = values.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"train.{name} must be an integer, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"train.{name} must be an integer, got {value!r}") from None
+    if number != int(number):
+        raise ValueError(f"train.{name} must be an integer, got {value!r}")
+    return int(number)

@@ -1,0 +1,169 @@
+"""Unit tests of the training pieces that need no DeepSpeed engine."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from vlengine.training.checkpoint import MANIFEST, atomic_write_text, resolve_tag, verify_checkpoint
+from vlengine.training.config import PretrainConfig
+from vlengine.training.resumable_loader import ResumableLoader
+from vlengine.training.rng import capture_rng_state, restore_rng_state
+from vlengine.training.schedule import warmup_linear_decay
+from vlengine.training.settings import TrainSettings
+from vlengine.training.task_mixing import StagedTaskMixer, TaskMixer
+
+
+def test_warmup_then_linear_decay():
+    values = [warmup_linear_decay(s, 4, 12) for s in range(13)]
+    assert values[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert values[4] == 1.0 and values[8] == 0.5 and values[12] == 0.0
+    assert all(a >= b for a, b in zip(values[3:], values[4:]))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        warmup_linear_decay(0, 20, 10)
+    with pytest.raises(ValueError, match="total_steps"):
+        warmup_linear_decay(0, 0, 0)
+
+
+def test_task_mixer_is_a_function_of_seed_and_step_and_follows_weights():
+    a, b = TaskMixer({"x": 3.0, "y": 1.0}, seed=5), TaskMixer({"x": 3.0, "y": 1.0}, seed=5)
+    draws = [a.task_for_step(s) for s in range(4000)]
+    assert draws == [b.task_for_step(s) for s in range(4000)]        # two "ranks" agree
+    assert [a.task_for_step(s) for s in (3999, 10, 0)] == [draws[3999], draws[10], draws[0]]  # any order
+    share = draws.count("x") / len(draws)
+    assert abs(share - 0.75) < 3 * (0.75 * 0.25 / 4000) ** 0.5
+    assert draws != [TaskMixer({"x": 3.0, "y": 1.0}, seed=6).task_for_step(s) for s in range(4000)]
+
+
+def test_task_mixer_bad_weights_and_resume_mismatch():
+    for weights in ({}, {"x": -1.0}, {"x": 0.0}, {"x": float("nan")}):
+        with pytest.raises(ValueError, match="weight"):
+            TaskMixer(weights)
+    with pytest.raises(ValueError, match="mixture"):
+        TaskMixer({"x": 1.0, "y": 1.0}).check_state(TaskMixer({"x": 1.0, "y": 2.0}).state_dict())
+
+
+def test_staged_mixer_switches_at_the_stage_boundary():
+    mixer = StagedTaskMixer([(0, {"mlm_mom": 1.0}), (10, {"msm_mrm_itm": 1.0})])
+    assert {mixer.task_for_step(s) for s in range(10)} == {"mlm_mom"}
+    assert {mixer.task_for_step(s) for s in range(10, 30)} == {"msm_mrm_itm"}
+    with pytest.raises(ValueError, match="step 0"):
+        StagedTaskMixer([(5, {"a": 1.0})])
+
+
+def _ids(batch):
+    return batch.tolist()
+
+
+def test_loader_shards_are_disjoint_complete_and_resume_mid_epoch():
+    data = list(range(50))
+    collate = torch.tensor
+    ranks = [ResumableLoader(data, 4, collate, seed=1, rank=r, world_size=2) for r in range(2)]
+    epoch = [[x for _ in range(ranks[r].batches_per_epoch) for x in _ids(next(ranks[r]))] for r in range(2)]
+    assert not set(epoch[0]) & set(epoch[1])
+    assert len(set(epoch[0]) | set(epoch[1])) == 2 * 6 * 4      # 25 per rank -> 6 full batches each
+    full = ResumableLoader(data, 4, collate, seed=1)
+    expected = [_ids(next(full)) for _ in range(30)]               # crosses epoch boundaries
+    first = ResumableLoader(data, 4, collate, seed=1)
+    got = [_ids(next(first)) for _ in range(17)]
+    resumed = ResumableLoader(data, 4, collate, seed=1)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    got += [_ids(next(resumed)) for _ in range(13)]
+    assert got == expected
+    assert expected[:12] != expected[12:24]                         # each epoch has its own order
+
+
+def test_loader_rejects_bad_setup():
+    with pytest.raises(ValueError, match="batch_size"):
+        ResumableLoader(list(range(10)), 0, torch.tensor)
+    with pytest.raises(ValueError, match="rank"):
+        ResumableLoader(list(range(10)), 2, torch.tensor, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="cannot fill"):
+        ResumableLoader(list(range(3)), 4, torch.tensor)
+    loader = ResumableLoader(list(range(10)), 2, torch.tensor, seed=1)
+    with pytest.raises(ValueError, match="seed"):
+        loader.load_state_dict({**loader.state_dict(), "seed": 2})
+
+
+def test_rng_state_round_trip_covers_torch_numpy_python():
+    state = capture_rng_state()
+    before = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_state(state)
+    after = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+    with pytest.raises(ValueError, match="malformed"):
+        restore_rng_state({"torch": state["torch"]})
+
+
+def test_settings_and_config_reject_typos_and_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="unknown train settings"):
+        TrainSettings.from_dict({"totl_steps": 3})
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainSettings.from_dict({"total_steps": 3, "warmup_steps": 5})
+    with pytest.raises(ValueError, match="max_steps"):
+        TrainSettings.from_dict({"total_steps": 3, "warmup_steps": 1, "max_steps": 4})
+    with pytest.raises(ValueError, match="unknown section"):
+        PretrainConfig.from_dict({"trian": {}})
+    with pytest.raises(ValueError, match="recipe"):
+        PretrainConfig.from_dict({"recipe": "clip"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        PretrainConfig.from_file(str(bad))
+    cfg = PretrainConfig.from_dict({"train": {"total_steps": 10, "warmup_steps": 1}})
+    cfg = cfg.with_overrides(["train.lr=3e-4", "data.text_ratio=0.5"])
+    assert cfg.train.lr == 3e-4 and cfg.data["text_ratio"] == 0.5
+    with pytest.raises(ValueError, match="section.key=value"):
+        cfg.with_overrides(["train.lr"])
+
+
+def test_every_shipped_recipe_config_parses():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "train", "configs")
+    names = sorted(n for n in os.listdir(root) if n.endswith(".yaml"))
+    assert len(names) >= 10
+    recipes = set()
+    for name in names:
+        cfg = PretrainConfig.from_file(os.path.join(root, name))
+        assert os.path.isfile(cfg.deepspeed), f"{name}: {cfg.deepspeed} missing"
+        with open(cfg.deepspeed) as f:
+            ds = json.load(f)
+        assert ds["train_micro_batch_size_per_gpu"] > 0
+        if "v100" in name:
+            assert ds["fp16"]["enabled"] and ds["fp16"]["loss_scale"] == 0   # dynamic loss scaling
+            assert ds["zero_optimization"]["stage"] == 2
+        if "bf16" in name:
+            assert ds["bf16"]["enabled"] and "fp16" not in ds
+        recipes.add(cfg.recipe)
+    assert recipes == {"vlbert", "interbert", "semvlp", "cssbert"}
+
+
+def _fake_checkpoint(root, tag, files):
+    folder = os.path.join(root, tag)
+    os.makedirs(folder)
+    for name, data in files.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+    atomic_write_text(os.path.join(folder, MANIFEST), json.dumps({"step": 1, "files": {n: len(d) for n, d in files.items()}}))
+    atomic_write_text(os.path.join(root, "latest"), tag)
+
+
+def test_checkpoint_verification_names_the_broken_file(tmp_path):
+    root = str(tmp_path)
+    assert resolve_tag(root) is None                                 # nothing saved yet: fresh start
+    _fake_checkpoint(root, "step000000001", {"model.pt": b"x" * 100})
+    assert resolve_tag(root) == "step000000001"
+    with open(os.path.join(root, "step000000001", "model.pt"), "wb") as f:
+        f.write(b"x" * 40)                                           # truncated after the save
+    with pytest.raises(RuntimeError, match="model.pt has 40 bytes"):
+        verify_checkpoint(root, "step000000001")
+    os.remove(os.path.join(root, "step000000001", MANIFEST))
+    with pytest.raises(RuntimeError, match="incomplete"):
+        resolve_tag(root)
+    os.makedirs(os.path.join(root, "step000000002"))
+    with open(os.path.join(root, "step000000002", MANIFEST), "w") as f:
+        f.write("{not json")
+    with pytest.raises(RuntimeError, match="corrupt"):
+        verify_checkpoint(root, "step000000002")
