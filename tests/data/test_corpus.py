@@ -131,3 +131,15 @@ def test_features_depend_on_pixels_only():
     assert not np.array_equal(F.region_features(recoloured, boxes)[1], f1[1])  # pixels change -> features change
     with pytest.raises(ValueError, match="uint8"):
         F.region_features(img.astype(np.float32), boxes)
+
+
+def test_colour_words_are_not_guessable_from_text(small_corpus):
+    """The text prior of a colour word is near uniform: only the image tells which colour."""
+    store = open_store(os.path.join(small_corpus, "train"))
+    counts = {}
+    for j in range(len(store.captions)):
+        for w in store.caption(j)["text"].split():
+            if w in S.COLOURS:
+                counts[w] = counts.get(w, 0) + 1
+    total = sum(counts.values())
+    assert len(counts) == len(S.COLOURS) and max(counts.values()) / total < 0.25

@@ -21,8 +21,6 @@ def test_negatives_keep_inputs_and_get_no_labels(paper, rng):
         assert not out.region_masked[negative].any()
         assert (out.region_targets[negative] == IGNORE_INDEX).all()
         assert torch.equal(out.region_features[negative], batch.region_features[negative])
-    if out.region_soft_targets is not None:
-        assert (out.region_soft_targets[negative] == 0).all()
     if out.masked_rois is not None:
         assert not negative[out.masked_rois[:, 0].long()].any()
         assert len(out.masked_rois) == int(out.region_masked.sum())

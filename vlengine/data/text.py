@@ -164,12 +164,16 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int = 30522, min_fr
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = special_tokens_layout()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size + len(specials), min_frequency=min_frequency,
+    if vocab_size <= len(specials):
+        raise ValueError(f"vocab_size must exceed the {len(specials)} special/unused entries, got {vocab_size}")
+    # vocab_size counts every entry (bert-base-uncased: 30522); the trainer puts the
+    # specials first, then the alphabet, then merges, so the result is already in BERT order
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=specials, continuing_subword_prefix="##", show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     learned = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     tokens = specials + [t for t, _ in learned if t not in set(specials)]
-    _atomic_write_lines(path, tokens[:max(vocab_size, len(specials))])
+    _atomic_write_lines(path, tokens)
     return path
 
 
