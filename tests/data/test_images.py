@@ -122,3 +122,18 @@ def test_embedded_corpus_in_raw_image_mode(small_corpus):
     batch = next(iter(loader))
     assert batch.images.shape == (4, 3, 128, 128) and batch.region_features is None
     assert torch.isfinite(batch.images).all()
+
+
+def test_flipped_images_swap_left_and_right_in_captions(small_corpus):
+    from vlengine.data.loading import CaptionImageDataset
+    from vlengine.data.text import load_tokenizer
+    path = os.path.join(small_corpus, "train")
+    tok = load_tokenizer(os.path.join(small_corpus, "vocab.txt"))
+    plain = CaptionImageDataset(path, image_transform=ImageTransform(None, None, "caffe", flip_prob=0.0))
+    flipped = CaptionImageDataset(path, image_transform=ImageTransform(None, None, "caffe", flip_prob=1.0))
+    store = open_store(path)
+    j = next(j for j in range(len(store.captions)) if " left of " in store.caption(j)["text"])
+    a, b = plain[(0, j)], flipped[(0, j)]
+    assert " left of " in tok.decode(a["input_ids"]) and " right of " in tok.decode(b["input_ids"])
+    np.testing.assert_array_equal(b["image"], a["image"][:, :, ::-1])
+    np.testing.assert_array_equal(b["boxes"][:, [2, 0]], 127 - a["boxes"][:, [0, 2]])

@@ -169,3 +169,17 @@ def test_existing_output_is_never_clobbered(tmp_path):
         StoreWriter(path)
     with pytest.raises(FileNotFoundError, match="no such directory"):
         open_store(str(tmp_path / "missing"))
+
+
+def test_empty_store_and_images_without_boxes(tmp_path):
+    path = str(tmp_path / "empty")
+    StoreWriter(path).close()
+    s = open_store(path, verify="full")
+    assert len(s) == 0 and len(s.captions) == 0 and s.regions.lengths("boxes").size == 0
+    path = str(tmp_path / "noboxes")
+    with StoreWriter(path) as w:
+        w.add_image("a", np.zeros((0, 4)), (3, 3), features=np.zeros((0, 2048)))
+        w.add_image("b", [[0, 0, 1, 1]], (3, 3), features=np.ones((1, 2048)))
+    s = open_store(path, verify="full")
+    assert s.image(0)["num_boxes"] == 0 and s.image(0)["features"].shape == (0, 2048)
+    assert s.image(1)["features"].sum() == 2048

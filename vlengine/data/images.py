@@ -85,8 +85,16 @@ class ImageTransform:
         self.min_size, self.max_size = min_size, max_size
         self.normalisation, self.flip_prob = normalisation, flip_prob
 
-    def __call__(self, data, boxes, rng: np.random.Generator | None = None, source: str = "image"):
-        """Returns (image float32 [3, H, W], boxes float32 [N, 4], image_size float32 (H, W))."""
+    def draw_flip(self, rng: np.random.Generator | None) -> bool:
+        """Whether to flip, drawn from ``rng`` with probability ``flip_prob``."""
+        return self.flip_prob > 0 and (rng if rng is not None else np.random.default_rng()).random() < self.flip_prob
+
+    def __call__(self, data, boxes, rng: np.random.Generator | None = None, source: str = "image",
+                 flip: bool | None = None):
+        """Returns (image float32 [3, H, W], boxes float32 [N, 4], image_size float32 (H, W)).
+
+        ``flip`` forces the decision (the dataset draws it so it can also swap
+        "left"/"right" in the caption); None draws it from ``rng``."""
         img = decode_image(data, source)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         w0, h0 = img.size
@@ -99,7 +107,7 @@ class ImageTransform:
         w, h = img.size
         boxes = np.clip(boxes, 0, np.array([w - 1, h - 1, w - 1, h - 1], dtype=np.float32))
         rgb = np.asarray(img)
-        if self.flip_prob > 0 and (rng if rng is not None else np.random.default_rng()).random() < self.flip_prob:
+        if self.draw_flip(rng) if flip is None else flip:
             rgb = rgb[:, ::-1]
             boxes = flip_boxes(boxes, w)
         return normalise(rgb, self.normalisation), boxes.astype(np.float32), np.array([h, w], dtype=np.float32)

@@ -21,8 +21,9 @@ class ConversionError(ValueError):
 class RegionRecord:
     """One image's regions as read from a source file (before validation by the store writer)."""
     image_id: str
-    boxes: np.ndarray                     # [N, 4] pixels (or normalised, with image_size (1, 1))
-    image_size: tuple                     # (height, width)
+    boxes: np.ndarray | None              # [N, 4] pixels (or normalised, with image_size (1, 1));
+                                          # None: a further caption of an image already yielded
+    image_size: tuple | None              # (height, width)
     features: np.ndarray | None           # [N, D]
     source: str                           # "file line 12", "db.lmdb key b'xyz'", ...: for error messages
     labels: np.ndarray | None = None      # [N] detector class

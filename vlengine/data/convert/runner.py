@@ -81,6 +81,8 @@ def convert(source: Source, out_dir: str, *, feature_dim: int | None = 2048, num
             for rec in source.records(skip=done):
                 index = ids.get(rec.image_id)
                 if index is None:
+                    if rec.boxes is None:  # a caption-only record of an image never written: a source bug
+                        raise ConversionError(f"{rec.source}: refers to image {rec.image_id!r} that has no regions")
                     index = writer.add_image(rec.image_id, rec.boxes, rec.image_size, features=rec.features,
                                              labels=rec.labels, soft_labels=rec.soft_labels, image_bytes=rec.image_bytes,
                                              source=rec.source)

@@ -55,6 +55,9 @@ class VlbertSource(Source):
         """One record per annotation line; a line whose frcnn was already seen yields a
         record with ``features=None`` and only its caption (the runner links it)."""
         seen = 0
+        # frcnn path -> image id of records already yielded: later captions of the same image
+        # are yielded without decoding its features again (one entry per image, a few bytes each)
+        known: dict[str, str] = {}
         for path in self.paths:
             parts = split_zip_path(path)
             base = os.path.dirname(parts[0] if parts else path)
@@ -73,12 +76,19 @@ class VlbertSource(Source):
                         raise ConversionError(f"{where}: expected an object with an 'frcnn' field")
                     frcnn = ann["frcnn"]
                     key = frcnn if isinstance(frcnn, str) else None
+                    if key is not None and key in known:
+                        yield RegionRecord(image_id=known[key], boxes=None, image_size=None, features=None,
+                                           source=f"{where} ({key})", captions=_captions(ann))
+                        continue
                     if isinstance(frcnn, str):
                         where = f"{where} ({frcnn})"
                         frcnn = zips.read_json(frcnn, where)
                     if not isinstance(frcnn, dict):
                         raise ConversionError(f"{where}: frcnn record is not a JSON object")
-                    yield self._record(frcnn, ann, key, where)
+                    rec = self._record(frcnn, ann, key, where)
+                    if key is not None:
+                        known[key] = rec.image_id
+                    yield rec
             finally:
                 zips.close()
 
@@ -96,8 +106,12 @@ class VlbertSource(Source):
         if self.num_classes:
             soft = shaped(b64_array(frcnn.get("classes"), np.float32, where, "classes"), n, self.num_classes, where, "classes")
             labels = soft.argmax(axis=1) if n else np.zeros(0, np.int64)
-        caption = ann.get("caption")
-        if isinstance(caption, list):  # some releases store the caption pre-split into words
-            caption = " ".join(str(c) for c in caption)
         return RegionRecord(image_id=image_id, boxes=boxes, image_size=(h, w), features=feats, labels=labels,
-                            soft_labels=soft, source=where, captions=[caption] if caption else [])
+                            soft_labels=soft, source=where, captions=_captions(ann))
+
+
+def _captions(ann: dict) -> list[str]:
+    caption = ann.get("caption")
+    if isinstance(caption, list):  # some releases store the caption pre-split into words
+        caption = " ".join(str(c) for c in caption)
+    return [caption] if caption else []

@@ -85,10 +85,10 @@ def concat_batches(a: VLBatch, b: VLBatch, pad_id: int = 0) -> VLBatch:
     fields missing from one side (a text-only batch) are filled as padding.
     """
     T = max(a.input_ids.shape[1], b.input_ids.shape[1])
-    fills = {"input_ids": pad_id, "text_mask": False, "word_ids": -1, "mlm_labels": IGNORE_INDEX}
+    fills = {"input_ids": pad_id, "text_mask": False, "word_ids": -1, "mlm_labels": IGNORE_INDEX, "token_type_ids": 0}
     out = {}
     for name, fill in fills.items():
-        x, y = getattr(a, name), getattr(b, name)
+        x, y = getattr(a, name, None), getattr(b, name, None)
         if x is None and y is None:
             continue
         if x is None or y is None:

@@ -58,6 +58,7 @@ class CaptionImageDataset:
         self.seed = int(seed)
         self.image_transform = image_transform
         self.load_features = load_features and self.store.has_features
+        self._left_right = _left_right_ids(self.store.vocab_file)
 
     def __len__(self) -> int:
         return len(self.store.captions)
@@ -109,10 +110,25 @@ class CaptionImageDataset:
             item["soft_labels"] = rec["soft_labels"][:r]
         if self.image_transform is not None:
             rng = _item_rng(self.seed, epoch, index, IMAGE_STREAM)
-            image, boxes, size = self.image_transform(bytes(rec["image"]), item["boxes"], rng,
+            flip = self.image_transform.draw_flip(rng)
+            image, boxes, size = self.image_transform(bytes(rec["image"]), item["boxes"], rng, flip=flip,
                                                       source=f"store {self.store.path} image {image_index}")
             item.update(image=image, boxes=boxes, image_size=size)
+            if flip and self._left_right is not None:
+                # a mirrored image turns "left of" into "right of": keep the caption true
+                left, right = self._left_right
+                ids = item["input_ids"]
+                item["input_ids"] = np.where(ids == left, right, np.where(ids == right, left, ids))
         return item
+
+
+def _left_right_ids(vocab_file: str | None) -> tuple[int, int] | None:
+    """Token ids of "left" and "right" in the store's vocab (swapped when an image is flipped)."""
+    if vocab_file is None:
+        return None
+    with open(vocab_file, encoding="utf-8") as f:
+        vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    return (vocab["left"], vocab["right"]) if "left" in vocab and "right" in vocab else None
 
 
 class TextChunkDataset:
