@@ -22,9 +22,12 @@ implementation for the tests.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
+from torch._subclasses.fake_tensor import is_fake
 from torch.library import triton_op, wrap_triton
 
 BLOCK_M = 64
@@ -36,7 +39,8 @@ NORM_EPS = 1e-12  # torch.nn.functional.normalize's eps
 
 @triton.jit
 def _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, IS_FP64: tl.constexpr):
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, IS_FP64: tl.constexpr,
+                UPCAST: tl.constexpr):
     """<x_r, y_c> for a [BLOCK_M, BLOCK_N] tile, accumulated over d in BLOCK_K slices."""
     if IS_FP64:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64)
@@ -49,6 +53,9 @@ def _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y,
                     other=0.0)
         b = tl.load(y_ptr + cols[:, None] * stride_y + kk[None, :], mask=(cols[:, None] < m) & (kk[None, :] < d),
                     other=0.0)
+        if UPCAST:  # Triton's CPU interpreter multiplies bfloat16 tiles wrongly (numpy has no bfloat16)
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
         # "ieee": float32 inputs are multiplied in float32, as torch does by default (no TF32).
         acc = tl.dot(a, tl.trans(b), acc, input_precision="ieee")
     return acc
@@ -57,12 +64,12 @@ def _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y,
 @triton.jit
 def _row_lse_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr, lse_ptr, diag_ptr,
                     n, m, d, offset, stride_x, stride_y,
-                    EXCLUDE: tl.constexpr, WRITE_DIAG: tl.constexpr, IS_FP64: tl.constexpr,
+                    EXCLUDE: tl.constexpr, WRITE_DIAG: tl.constexpr, IS_FP64: tl.constexpr, UPCAST: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n
     scale = tl.load(scale_ptr)
-    row_factor = tl.load(inv_x_ptr + rows, mask=row_ok, other=0.0) * scale
+    row_factor = tl.load(inv_x_ptr + rows, mask=row_ok, other=0.0)
     run_max = tl.full((BLOCK_M,), float("-inf"), dtype=row_factor.dtype)
     run_sum = tl.zeros((BLOCK_M,), dtype=row_factor.dtype)
     diag = tl.zeros((BLOCK_M,), dtype=row_factor.dtype)
@@ -70,8 +77,10 @@ def _row_lse_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr, lse_ptr, diag
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < m
         col_factor = tl.load(inv_y_ptr + cols, mask=col_ok, other=0.0)
-        z = _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y, BLOCK_M, BLOCK_N, BLOCK_K, IS_FP64)
-        z = z * row_factor[:, None] * col_factor[None, :]
+        z = _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y, BLOCK_M, BLOCK_N, BLOCK_K, IS_FP64,
+                        UPCAST)
+        # (1/|x| * 1/|y|) * scale: the same rounding when the kernel runs on the transposed problem.
+        z = z * (row_factor[:, None] * col_factor[None, :]) * scale
         is_diag = cols[None, :] == rows[:, None] + offset
         if WRITE_DIAG:
             diag += tl.sum(tl.where(is_diag, z, 0.0), axis=1)
@@ -93,13 +102,13 @@ def _grad_rows_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr,
                       row_lse_ptr, row_grad_ptr, col_lse_ptr, col_grad_ptr, diag_grad_ptr, out_ptr,
                       n, m, d, offset, stride_x, stride_y, stride_out,
                       EXCLUDE: tl.constexpr, HAS_ROW: tl.constexpr, HAS_COL: tl.constexpr,
-                      DIAG_BY_ROW: tl.constexpr, IS_FP64: tl.constexpr,
+                      DIAG_BY_ROW: tl.constexpr, IS_FP64: tl.constexpr, UPCAST: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """out[r] += sum_c dL/dz[r, c] * y_c / ||y_c||, for this program's rows (scale applied by the caller)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n
     scale = tl.load(scale_ptr)
-    row_factor = tl.load(inv_x_ptr + rows, mask=row_ok, other=0.0) * scale
+    row_factor = tl.load(inv_x_ptr + rows, mask=row_ok, other=0.0)
     if HAS_ROW:  # lse = +inf marks an empty row: its softmax term is 0
         row_lse = tl.load(row_lse_ptr + rows, mask=row_ok, other=float("inf"))
         row_grad = tl.load(row_grad_ptr + rows, mask=row_ok, other=0.0)
@@ -108,8 +117,9 @@ def _grad_rows_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr,
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < m
         col_factor = tl.load(inv_y_ptr + cols, mask=col_ok, other=0.0)
-        z = _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y, BLOCK_M, BLOCK_N, BLOCK_K, IS_FP64)
-        z = z * row_factor[:, None] * col_factor[None, :]
+        z = _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y, BLOCK_M, BLOCK_N, BLOCK_K, IS_FP64,
+                        UPCAST)
+        z = z * (row_factor[:, None] * col_factor[None, :]) * scale
         g = tl.zeros_like(z)
         if HAS_ROW:
             g += row_grad[:, None] * tl.exp(z - row_lse[:, None])
@@ -155,6 +165,17 @@ def _safe_lse(lse: torch.Tensor) -> torch.Tensor:
     return lse.masked_fill(lse == float("-inf"), float("inf")).contiguous()
 
 
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _launchable(t: torch.Tensor) -> bool:
+    """False while tracing with fake tensors under Triton's CPU interpreter, which would run the
+    kernel on them (on a GPU, wrap_triton records the launch instead); the outputs' shapes
+    and dtypes are all a fake trace needs."""
+    return not (is_fake(t) and _interpreted())
+
+
 def _grid(rows: int):
     return (triton.cdiv(rows, BLOCK_M),)
 
@@ -172,17 +193,20 @@ def contrastive_loss_stats_triton(text: torch.Tensor, image: torch.Tensor, scale
     diag = torch.zeros(b, dtype=acc, device=t.device)
     col_lse = torch.empty(n_cols if with_columns else 0, dtype=acc, device=t.device)
     fp64 = acc == torch.float64
-    if b > 0:
+    launch = _launchable(t)
+    if launch and b > 0:
         wrap_triton(_row_lse_kernel)[_grid(b)](
             t, v, inv_t, inv_v, scale_acc, row_lse, diag, b, n_cols, d, diagonal_offset, t.stride(0), v.stride(0),
-            EXCLUDE=exclude_diagonal, WRITE_DIAG=True, IS_FP64=fp64, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-            BLOCK_K=BLOCK_K)
-    if with_columns and n_cols > 0:
+            EXCLUDE=exclude_diagonal, WRITE_DIAG=True, IS_FP64=fp64,
+            UPCAST=_interpreted() and t.element_size() == 2,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+    if launch and with_columns and n_cols > 0:
         # Column statistics = row statistics of the transposed problem (diagonal at row - offset).
         wrap_triton(_row_lse_kernel)[_grid(n_cols)](
             v, t, inv_v, inv_t, scale_acc, col_lse, diag, n_cols, b, d, -diagonal_offset, v.stride(0), t.stride(0),
-            EXCLUDE=exclude_diagonal, WRITE_DIAG=False, IS_FP64=fp64, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-            BLOCK_K=BLOCK_K)
+            EXCLUDE=exclude_diagonal, WRITE_DIAG=False, IS_FP64=fp64,
+            UPCAST=_interpreted() and t.element_size() == 2,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
     return row_lse, col_lse, diag
 
 
@@ -220,16 +244,18 @@ def contrastive_loss_stats_backward_triton(grad_row_lse: torch.Tensor, grad_col_
     grad_t = torch.zeros((b, d), dtype=acc, device=t.device)
     grad_v = torch.zeros((n_cols, d), dtype=acc, device=t.device)
     fp64 = acc == torch.float64
-    if b > 0 and n_cols > 0 and d > 0:
+    if _launchable(t) and b > 0 and n_cols > 0 and d > 0:
         wrap_triton(_grad_rows_kernel)[_grid(b)](
             t, v, inv_t, inv_v, scale_acc, r_lse, r_grad, c_lse, c_grad, d_grad, grad_t,
             b, n_cols, d, diagonal_offset, t.stride(0), v.stride(0), grad_t.stride(0),
             EXCLUDE=exclude_diagonal, HAS_ROW=True, HAS_COL=with_columns, DIAG_BY_ROW=True, IS_FP64=fp64,
+            UPCAST=_interpreted() and t.element_size() == 2,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
         wrap_triton(_grad_rows_kernel)[_grid(n_cols)](
             v, t, inv_v, inv_t, scale_acc, c_lse, c_grad, r_lse, r_grad, d_grad, grad_v,
             n_cols, b, d, -diagonal_offset, v.stride(0), t.stride(0), grad_v.stride(0),
             EXCLUDE=exclude_diagonal, HAS_ROW=with_columns, HAS_COL=True, DIAG_BY_ROW=False, IS_FP64=fp64,
+            UPCAST=_interpreted() and t.element_size() == 2,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
     scale_value = scale_acc.reshape(())
     grad_scale = _finish_gradient(grad_t, t, inv_t, scale_value, normalize)

@@ -179,8 +179,8 @@ def _stats(chosen: str, text, image, scale, offset: int, normalize: bool, exclud
            with_columns: bool):
     if chosen == "reference":
         return reference.contrastive_loss_stats(text, image, scale, offset, normalize, exclude_diagonal, with_columns)
-    fn = torch.ops.vlengine.contrastive_loss_stats_triton if chosen == "triton" else torch.ops.vlengine.contrastive_loss_stats
-    return fn(text, image, scale, offset, normalize, exclude_diagonal, with_columns)
+    name = "contrastive_loss_stats_triton" if chosen == "triton" else "contrastive_loss_stats"
+    return getattr(torch.ops.vlengine, name)(text, image, scale, offset, normalize, exclude_diagonal, with_columns)
 
 
 # ---- the collectives, each with the gradient its use here needs ----
