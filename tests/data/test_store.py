@@ -183,3 +183,19 @@ def test_empty_store_and_images_without_boxes(tmp_path):
     s = open_store(path, verify="full")
     assert s.image(0)["num_boxes"] == 0 and s.image(0)["features"].shape == (0, 2048)
     assert s.image(1)["features"].sum() == 2048
+
+
+def test_index_cannot_point_outside_the_store(tmp_path):
+    import json
+    path = str(tmp_path / "s")
+    _write(path, n=2)
+    index = json.load(open(os.path.join(path, "index.json")))
+    index["tables"]["regions"]["shards"][0]["dir"] = "../elsewhere"
+    json.dump(index, open(os.path.join(path, "index.json"), "w"))
+    with pytest.raises(StoreFormatError, match="invalid file name '../elsewhere'"):
+        open_store(path)
+    del index["tables"]["regions"]["shards"][0]["files"]
+    index["tables"]["regions"]["shards"][0]["dir"] = "regions-00000"
+    json.dump(index, open(os.path.join(path, "index.json"), "w"))
+    with pytest.raises(StoreFormatError, match="index.json: malformed index"):
+        open_store(path)

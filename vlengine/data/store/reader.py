@@ -31,9 +31,16 @@ def _map(path: str, dtype: str, count: int, shape: tuple) -> np.ndarray:
     return np.frombuffer(mm, dtype=dtype, count=count * int(np.prod(shape, dtype=np.int64))).reshape(count, *shape)
 
 
+def _plain_name(name, where: str) -> str:
+    """A file or directory name from the index must stay inside the store (no paths, no '..')."""
+    if not isinstance(name, str) or not name or name in (".", "..") or os.path.basename(name) != name or "\\" in name:
+        raise StoreFormatError(f"{where}: invalid file name {name!r} in the index")
+    return name
+
+
 class _Shard:
     def __init__(self, root: str, table: str, entry: dict, columns: dict[str, Column]):
-        self.dir = os.path.join(root, entry["dir"])
+        self.dir = os.path.join(root, _plain_name(entry.get("dir"), os.path.join(root, "index.json")))
         self.table = table
         self.num_records = int(entry["num_records"])
         self.entry = entry
@@ -57,7 +64,7 @@ class _Shard:
             self.data[name] = _map(dpath, col.dtype, rows, col.row_shape)
 
     def _checked_path(self, f: dict, expected: int | None = None) -> str:
-        path = os.path.join(self.dir, f["file"])
+        path = os.path.join(self.dir, _plain_name(f.get("file"), self.dir))
         if not os.path.exists(path):
             raise StoreFormatError(f"{path}: missing shard file")
         size = os.path.getsize(path)
@@ -156,8 +163,11 @@ class Store:
         self.attrs = index.get("attrs", {})
         self.feature_dim = index.get("feature_dim")
         self.num_soft_classes = index.get("num_soft_classes")
-        self.regions = Table(self.path, REGIONS, index["tables"][REGIONS])
-        self.captions = Table(self.path, CAPTIONS, index["tables"][CAPTIONS])
+        try:
+            self.regions = Table(self.path, REGIONS, index["tables"][REGIONS])
+            self.captions = Table(self.path, CAPTIONS, index["tables"][CAPTIONS])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise StoreFormatError(f"{os.path.join(self.path, INDEX_FILE)}: malformed index ({type(e).__name__}: {e})") from None
         self._ids: dict[str, int] | None = None
         if verify == "full":
             self.verify()
