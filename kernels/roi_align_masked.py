@@ -135,10 +135,10 @@ def _roi_align_masked_bwd_kernel(grad_ptr, rois_ptr, mask_ptr, grad_in_ptr, C, H
             w01 = _drop_masked(wy0 * wx1, mask_plane, y0, x1, W, HAS_MASK)
             w10 = _drop_masked(wy1 * wx0, mask_plane, y1, x0, W, HAS_MASK)
             w11 = _drop_masked(wy1 * wx1, mask_plane, y1, x1, W, HAS_MASK)
-            tl.atomic_add(plane + y0 * W + x0, g * w00, mask=cmask & (w00 != 0))
-            tl.atomic_add(plane + y0 * W + x1, g * w01, mask=cmask & (w01 != 0))
-            tl.atomic_add(plane + y1 * W + x0, g * w10, mask=cmask & (w10 != 0))
-            tl.atomic_add(plane + y1 * W + x1, g * w11, mask=cmask & (w11 != 0))
+            tl.atomic_add(plane + y0 * W + x0, g * w00, mask=cmask)  # zero weights add nothing
+            tl.atomic_add(plane + y0 * W + x1, g * w01, mask=cmask)  # zero weights add nothing
+            tl.atomic_add(plane + y1 * W + x0, g * w10, mask=cmask)  # zero weights add nothing
+            tl.atomic_add(plane + y1 * W + x1, g * w11, mask=cmask)  # zero weights add nothing
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:

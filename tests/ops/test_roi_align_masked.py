@@ -42,10 +42,13 @@ def make_case(gen, dtype=torch.float32, n=2, c=5, h=11, w=13, k=7, m=3, scale=0.
     return x, rois, masked
 
 
+# Every dtype, aligned and sampling mode appears twice (a full product is slow under Triton's interpreter).
+CONFIGS = [(torch.float32, False, -1), (torch.float32, True, 2), (torch.float64, True, -1), (torch.float64, False, 2),
+           (torch.float16, False, -1), (torch.float16, True, 2), (torch.bfloat16, True, -1), (torch.bfloat16, False, 2)]
+
+
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+@pytest.mark.parametrize("dtype,aligned,sampling_ratio", CONFIGS)
 def test_matches_reference(backend, device, dtype, aligned, sampling_ratio, rng):
     x, rois, masked = make_case(rng, dtype, h=9, w=14)
     x, rois, masked = x.to(device), rois.to(device), masked.to(device)
@@ -57,8 +60,7 @@ def test_matches_reference(backend, device, dtype, aligned, sampling_ratio, rng)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio", [-1, 1, 3])
+@pytest.mark.parametrize("aligned,sampling_ratio", [(False, -1), (True, 1), (False, 3), (True, -1)])
 def test_backward_matches_reference(backend, device, aligned, sampling_ratio, rng):
     x, rois, masked = make_case(rng, torch.float64, n=3, c=4, h=10, w=7, k=9, m=4, scale=1.0)
     x = x.to(device).requires_grad_()
@@ -80,7 +82,9 @@ def test_gradcheck(backend, device, rng):
     def fn(inp):
         return ops.roi_align_masked(inp, rois, masked, (2, 2), 1.0, 2, False, backend=backend)
 
-    assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
+    # fast_mode checks a random projection of the Jacobian: the full one is hundreds of
+    # kernel launches, minutes under Triton's interpreter.
+    assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6, fast_mode=backend == "triton")
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("reference", "cpu", id="reference")])

@@ -25,7 +25,7 @@ void check_fill(const at::Tensor& images, const at::Tensor& fill) {
               fill.sizes());
 }
 
-at::Tensor& mask_pixels_inplace_cpu(at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
+void fill_boxes_cpu(const at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
   TORCH_CHECK(images.dim() == 4, "images must be [N, C, H, W], got shape ", images.sizes());
   TORCH_CHECK(images.device().is_cpu() && boxes.device().is_cpu(), "mask_pixels (CPU): images and boxes must be on the CPU");
   check_box_shape(boxes, "boxes");
@@ -33,7 +33,7 @@ at::Tensor& mask_pixels_inplace_cpu(at::Tensor& images, const at::Tensor& boxes,
   const int64_t N = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
   const auto b = boxes.to(at::kDouble).contiguous();
   check_box_values_cpu(b, "boxes", N);
-  if (b.size(0) == 0 || images.numel() == 0) return images;
+  if (b.size(0) == 0 || images.numel() == 0) return;
 
   std::vector<std::vector<CellRect>> rects(N);
   const double* bd = b.data_ptr<double>();
@@ -66,12 +66,16 @@ at::Tensor& mask_pixels_inplace_cpu(at::Tensor& images, const at::Tensor& boxes,
       }
     });
   });
-  return images;
 }
 
 at::Tensor mask_pixels_cpu(const at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
   auto out = images.clone();  // keeps the memory format of `images`
-  return mask_pixels_inplace_cpu(out, boxes, fill);
+  fill_boxes_cpu(out, boxes, fill);
+  return out;
+}
+
+void mask_pixels_inplace_cpu(at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
+  fill_boxes_cpu(images, boxes, fill);
 }
 
 }  // namespace

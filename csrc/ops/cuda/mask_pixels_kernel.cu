@@ -28,7 +28,7 @@ __global__ void mask_pixels_kernel(scalar_t* __restrict__ images, const double* 
   for (int64_t i = threadIdx.x; i < cells; i += blockDim.x) plane[(y0 + i / w) * sH + (x0 + i % w) * sW] = v;
 }
 
-at::Tensor& mask_pixels_inplace_cuda(at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
+void fill_boxes_cuda(const at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
   TORCH_CHECK(images.dim() == 4, "images must be [N, C, H, W], got shape ", images.sizes());
   TORCH_CHECK(images.is_cuda() && boxes.is_cuda() && images.device() == boxes.device(),
               "mask_pixels (CUDA): images and boxes must be on one GPU");
@@ -37,7 +37,7 @@ at::Tensor& mask_pixels_inplace_cuda(at::Tensor& images, const at::Tensor& boxes
   TORCH_CHECK(fill.dim() == 0 || (fill.dim() == 1 && fill.size(0) == C),
               "fill must be a scalar or have one value per channel (", C, "), got shape ", fill.sizes());
   TORCH_CHECK(C <= 65535, "mask_pixels (CUDA): at most 65535 channels, got ", C);
-  if (K == 0 || images.numel() == 0) return images;
+  if (K == 0 || images.numel() == 0) return;
   c10::cuda::CUDAGuard guard(images.device());
   const auto b = boxes.to(at::kDouble).contiguous();
   auto stream = at::cuda::getCurrentCUDAStream();
@@ -48,12 +48,16 @@ at::Tensor& mask_pixels_inplace_cuda(at::Tensor& images, const at::Tensor& boxes
         images.stride(0), images.stride(1), images.stride(2), images.stride(3));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return images;
 }
 
 at::Tensor mask_pixels_cuda(const at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
   auto out = images.clone();
-  return mask_pixels_inplace_cuda(out, boxes, fill);
+  fill_boxes_cuda(out, boxes, fill);
+  return out;
+}
+
+void mask_pixels_inplace_cuda(at::Tensor& images, const at::Tensor& boxes, const at::Tensor& fill) {
+  fill_boxes_cuda(images, boxes, fill);
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ def _axis_taps(start, bin_size, grid, pooled: int, size: int, max_grid: int):
     g = grid[:, None, None].to(start.dtype)
     pos = start[:, None, None] + p * bin_size[:, None, None] + (i + 0.5) * bin_size[:, None, None] / g
     valid = (pos >= -1.0) & (pos <= size) & (i < g)
-    pos = pos.clamp(min=0)
+    # Padding samples (i >= grid, NaN when an aligned RoI has zero size) read cell 0 with weight 0.
+    pos = torch.where(valid, pos, torch.zeros_like(pos)).clamp(min=0)
     low = pos.floor().long()
     at_edge = low >= size - 1
     low = torch.where(at_edge, torch.full_like(low, size - 1), low)
