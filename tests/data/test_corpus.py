@@ -143,3 +143,15 @@ def test_colour_words_are_not_guessable_from_text(small_corpus):
                 counts[w] = counts.get(w, 0) + 1
     total = sum(counts.values())
     assert len(counts) == len(S.COLOURS) and max(counts.values()) / total < 0.25
+
+
+def test_ensure_embedded_corpus_builds_once(tmp_path, monkeypatch):
+    from vlengine.data.corpus import default_corpus_dir, ensure_embedded_corpus
+    monkeypatch.setenv("VLENGINE_DATA", str(tmp_path))
+    root = ensure_embedded_corpus(seed=2, num_train=8, num_heldout=2, num_text_documents=2)
+    assert root == default_corpus_dir(2) and root.startswith(str(tmp_path))
+    stamp = os.path.getmtime(os.path.join(root, "MANIFEST.json"))
+    assert ensure_embedded_corpus(seed=2, num_train=8, num_heldout=2) == root
+    assert os.path.getmtime(os.path.join(root, "MANIFEST.json")) == stamp  # not rebuilt
+    with pytest.raises(ValueError, match="num_train"):
+        build_embedded_corpus(str(tmp_path / "x"), num_train=0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vlengine.data.batch import IGNORE_INDEX, VLBatch
-from vlengine.data.loading import (BatchPlan, TextChunkDataset, make_pretrain_loader, shard_indices,
+from vlengine.data.loading import (BatchPlan, ResumableBatchSampler, TextChunkDataset, make_pretrain_loader, shard_indices,
                                    token_budget_batches)
 from vlengine.data.store import open_store
 from vlengine.data.text import load_tokenizer
@@ -178,3 +178,26 @@ def test_bad_loader_arguments(small_corpus):
         BatchPlan(10, batch_size=0)
     with pytest.raises(ValueError, match="sharded over"):
         BatchPlan(3, batch_size=1, world_size=4)
+
+
+def test_resumable_batch_sampler_with_a_plain_dataloader(small_corpus):
+    from torch.utils.data import DataLoader
+
+    from vlengine.data.loading import CaptionImageDataset, collate_items
+    ds = CaptionImageDataset(os.path.join(small_corpus, "train"))
+    plan = BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=7)
+    full = [b for b in ResumableBatchSampler(plan, epochs=2)]
+    assert len(full) == 2 * 12 and sorted(i for b in full[:12] for _, i in b) == sorted(
+        shard_indices(len(ds), 0, 2, 7, 0).tolist())
+    first = ResumableBatchSampler(plan, epochs=2)
+    it = iter(first)
+    for _ in range(15):
+        next(it)
+    state = first.state_dict()
+    again = ResumableBatchSampler(BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=7), epochs=2)
+    again.load_state_dict(state)
+    assert list(again) == full[15:]
+    loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(plan, epochs=1), collate_fn=collate_items)
+    assert sum(b.batch_size for b in loader) == len(shard_indices(len(ds), 0, 2, 7, 0))
+    with pytest.raises(ValueError, match="seed"):
+        ResumableBatchSampler(BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=8)).load_state_dict(state)

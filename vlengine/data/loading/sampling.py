@@ -121,3 +121,45 @@ class BatchPlan:
             raise ValueError(f"rank {self.rank}: no batches in epoch {epoch} (dataset too small for the batch size?)")
         self._cache = (epoch, plan)
         return plan
+
+
+class ResumableBatchSampler:
+    """A batch sampler over a :class:`BatchPlan` for a plain ``torch.utils.data.DataLoader``,
+    epoch after epoch, with ``state_dict`` / ``load_state_dict``.
+
+    It yields lists of ``(epoch, index)`` keys (the datasets of this package
+    accept them). A DataLoader with workers asks for batches ahead of use, so
+    the position to save is the number of batches the *training loop* consumed:
+    pass it as ``consumed`` to :meth:`state_dict` (``make_pretrain_loader``
+    does this bookkeeping for you).
+    """
+
+    def __init__(self, plan: BatchPlan, epochs: int | None = None):
+        self.plan, self.epochs = plan, epochs
+        self.epoch, self.offset = 0, 0
+
+    def __iter__(self):
+        while self.epochs is None or self.epoch < self.epochs:
+            batches = self.plan.batches(self.epoch)
+            while self.offset < len(batches):
+                batch = batches[self.offset]
+                self.offset += 1
+                yield batch
+            self.epoch, self.offset = self.epoch + 1, 0
+
+    def __len__(self) -> int:
+        """Batches in the current epoch."""
+        return len(self.plan.batches(self.epoch))
+
+    def state_dict(self, consumed: tuple[int, int] | None = None) -> dict:
+        """Position as (epoch, batches done in it): ``consumed`` if given, else what was yielded."""
+        epoch, offset = consumed if consumed is not None else (self.epoch, self.offset)
+        return {"epoch": int(epoch), "offset": int(offset), "seed": self.plan.seed, "rank": self.plan.rank,
+                "world_size": self.plan.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "rank", "world_size"):
+            if state[key] != getattr(self.plan, key):
+                raise ValueError(f"sampler state has {key}={state[key]}, this sampler {getattr(self.plan, key)}: "
+                                 "resuming would not reproduce the order")
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
