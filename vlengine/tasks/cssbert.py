@@ -58,10 +58,15 @@ class CSSBertPretraining(nn.Module):
             if self.distributed and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
                 group = torch.distributed.group.WORLD
                 rows = _first_k_on_every_rank(rows, group)
-            e, f = out.extras["sentence_embedding"][rows], out.extras["image_embedding"][rows]
-            pwcl = contrastive_loss(e, f, self.temperature, kind=self.kind, normalize=False, group=group)
+            e, f = out.extras["sentence_embedding"], out.extras["image_embedding"]
+            if bool(rows.any()):   # the same on every rank: the selection size was agreed above
+                pwcl = contrastive_loss(e[rows], f[rows], self.temperature, kind=self.kind, normalize=False,
+                                        group=group)
+                metrics["pwcl_loss"] = pwcl.detach().float()
+            else:  # no matched pair in this step: a zero that still reaches the projection's parameters
+                pwcl = (e.sum() + f.sum()) * 0.0
+                metrics["pwcl_loss"] = torch.tensor(float("nan"))
             loss = loss + self.pwcl_weight * pwcl
-            metrics["pwcl_loss"] = pwcl.detach().float()
         return TaskOutput(loss, metrics)
 
 

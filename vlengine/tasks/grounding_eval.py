@@ -101,6 +101,8 @@ def attribute_and_region_accuracy(objective, batches: Iterable[VLBatch], attribu
                 stats[0] += int(hit)
                 stats[1] += 1
         total += int(labelled.sum())
+        if getattr(objective, "mrc", None) is None:
+            continue
         region_batch = mask_one_region(batch, generator)
         out = objective.model(cast(region_batch.to(device)))
         sel = region_batch.region_masked.to(device)

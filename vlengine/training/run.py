@@ -56,7 +56,10 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
             log(f"initialised {len(report['loaded'])} tensors from BERT {cfg.model['bert_checkpoint']}; "
                 f"{len(report['initialised'])} new")
     loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world)
-    evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config))
+    # The grounding evaluation masks words with and without the image: it needs a model that
+    # accepts text-only rows (VL-BERT and CSS-BERT; InterBERT and SemVLP always take regions).
+    evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config)) \
+        if cfg.recipe in ("vlbert", "cssbert") else None
     return train(objective, iter(_Iterable(loader)), ds_config, cfg.train, mixer, evaluate,
                  run_config=cfg.to_dict())
 
