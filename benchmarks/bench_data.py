@@ -7,7 +7,8 @@ Measures, on records of ``--boxes`` regions x 2048 features (default 100, as the
   (features float16 [B, 100, 2048]);
 * ``tsv``: samples/s reading the same records from an LXMERT TSV file, in file order
   (its best case), decoding base64 and casting features to float16, collated the same way;
-* ``convert``: records/s of ``vlengine data convert --from tsv`` (TSV -> store);
+* ``convert``: records/s of ``vlengine data convert`` from TSV (the records above), and from a
+  UNITER LMDB (msgpack-numpy, float16) and an npz directory (``--convert-records`` records);
 * ``workers``: peak proportional anonymous (non-file-backed) memory (Pss_Anon) of the main process plus all loader
   workers after one epoch, for 0/1/2/4 workers: the store's pages are file-backed and shared,
   so this stays flat; a loader that copied the features into every worker would grow by
@@ -66,6 +67,36 @@ def bench_convert(tsv, caps, vocab, out):
     t = time.perf_counter()
     convert(TsvSource([tsv]), out, vocab_file=vocab, captions_file=caps, progress=False, overwrite=True)
     return time.perf_counter() - t
+
+
+def bench_other_converters(root, records: int, boxes: int, seed: int = 1) -> list:
+    """records/s of the LMDB (UNITER msgpack-numpy values) and npz-directory converters."""
+    import lmdb
+    import msgpack
+
+    from vlengine.data.convert import LmdbSource, NpzDirSource
+    rng = np.random.default_rng(seed)
+    db, npz_dir = os.path.join(root, "feat.lmdb"), os.path.join(root, "npz")
+    os.makedirs(npz_dir, exist_ok=True)
+    env = lmdb.open(db, map_size=1 << 34)
+    with env.begin(write=True) as txn:
+        for i in range(records):
+            feats = rng.standard_normal((boxes, 2048), dtype=np.float32)
+            xy = rng.uniform(0, 0.5, (boxes, 2)).astype(np.float32)
+            bb = np.concatenate([xy, xy + 0.3, np.full((boxes, 3), 0.09, np.float32)], 1)
+            value = {"features": feats.astype(np.float16), "norm_bb": bb.astype(np.float16)}
+            enc = {k.encode(): {b"nd": True, b"type": v.dtype.str, b"kind": b"", b"shape": list(v.shape),
+                                b"data": v.tobytes()} for k, v in value.items()}
+            txn.put(f"img{i}".encode(), msgpack.packb(enc, use_bin_type=True))
+            np.savez(os.path.join(npz_dir, f"img{i}.npz"), features=feats, boxes=bb[:, :4] * 600,
+                     image_h=600, image_w=600)
+    env.close()
+    out = []
+    for name, src in (("lmdb", LmdbSource(db)), ("npz", NpzDirSource(npz_dir))):
+        t = time.perf_counter()
+        convert(src, os.path.join(root, f"store-{name}"), progress=False, overwrite=True)
+        out.append(("convert", f"{name}->store records/s", records / (time.perf_counter() - t), "records/s"))
+    return out
 
 
 def bench_store(store_path, samples, batch_size):
@@ -152,6 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=4000, help="samples timed per reader")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", default="0,1,2,4")
+    p.add_argument("--convert-records", type=int, default=300, help="records for the lmdb/npz converter timings")
     p.add_argument("--dir", default=None, help="scratch directory (default: a temp dir, removed after)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -166,6 +198,7 @@ def main(argv=None) -> int:
         store_path = os.path.join(root, "store")
         dt = bench_convert(tsv, caps, vocab, store_path)
         rows.append(("convert", "tsv->store records/s", args.records / dt, "records/s"))
+        rows += bench_other_converters(root, min(args.records, args.convert_records), args.boxes)
         tok = load_tokenizer(vocab)
         # warm the page cache for both (a loader in steady state reads cached pages)
         open_store(store_path, verify="full")

@@ -231,20 +231,14 @@ class StoreWriter:
             feats = _as_array(features, None, "features", where)
             if feats.shape != (n, self.feature_dim):
                 raise ValueError(f"{where}: features must have shape [{n}, {self.feature_dim}], got {list(feats.shape)}")
-            if not np.isfinite(feats).all():
-                raise ValueError(f"{where}: features contain NaN or inf")
-            if np.abs(feats).max(initial=0.0) > FP16_MAX:
-                raise ValueError(f"{where}: features exceed the float16 range (|x| > {FP16_MAX})")
-            values["features"] = feats.astype("<f2")
+            values["features"] = _to_float16(feats, "features", where)
         if "soft_labels" in table.by_name:
             if soft_labels is None:
                 raise ValueError(f"{where}: soft_labels are required by this store")
             soft = _as_array(soft_labels, None, "soft_labels", where)
             if soft.shape != (n, self.num_soft_classes):
                 raise ValueError(f"{where}: soft_labels must have shape [{n}, {self.num_soft_classes}], got {list(soft.shape)}")
-            if not np.isfinite(soft).all():
-                raise ValueError(f"{where}: soft_labels contain NaN or inf")
-            values["soft_labels"] = soft.astype("<f2")
+            values["soft_labels"] = _to_float16(soft, "soft_labels", where)
         if "image" in table.by_name:
             if not image_bytes:
                 raise ValueError(f"{where}: image bytes are required by this raw-image store")
@@ -327,6 +321,21 @@ class StoreWriter:
                         t.open.abandon()
             else:
                 self.abort()
+
+
+def _to_float16(arr: np.ndarray, name: str, where: str) -> np.ndarray:
+    """Casts to little-endian float16, refusing NaN, inf and values beyond the float16 range.
+
+    One cheap pass: after the cast, NaN, inf and overflow all have an all-ones exponent
+    (0x7C00), found on the integer view (numpy's float16 arithmetic is emulated and slow);
+    the slower diagnosis runs only when something is wrong."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = arr.astype("<f2")
+    if half.size and ((half.view(np.uint16) & 0x7C00) == 0x7C00).any():
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}: {name} contain NaN or inf")
+        raise ValueError(f"{where}: {name} exceed the float16 range (|x| > {FP16_MAX})")
+    return half
 
 
 def _as_array(value, dtype, name: str, where: str) -> np.ndarray:
