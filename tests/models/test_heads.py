@@ -160,3 +160,29 @@ def test_contrastive_projection(rng):
     e, f = proj(torch.randn(5, CFG.hidden_size, generator=rng), torch.randn(5, CFG.hidden_size, generator=rng))
     assert e.shape == f.shape == (5, CFG.contrastive_dim)
     torch.testing.assert_close(e.norm(dim=-1), torch.ones(5))
+
+
+def test_fused_linear_cross_entropy_scales_by_upstream_gradient(rng):
+    h = torch.randn(9, 6, generator=rng, requires_grad=True)
+    w = torch.randn(13, 6, generator=rng, requires_grad=True)
+    y = torch.randint(0, 13, (9,), generator=rng)
+    (2.5 * fused_linear_cross_entropy(h, w, None, y, chunk_size=4)).backward()
+    h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    (2.5 * F.cross_entropy(h2 @ w2.t(), y)).backward()
+    torch.testing.assert_close(h.grad, h2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
+
+
+def test_mlm_auto_policy_chunks_only_large_blocks(rng, monkeypatch):
+    import vlengine.models.heads.mlm as mlm_module
+    calls = []
+    real = mlm_module.fused_linear_cross_entropy
+    monkeypatch.setattr(mlm_module, "fused_linear_cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    head = _mlm(rng)
+    hidden = torch.randn(2, 6, CFG.hidden_size, generator=rng)
+    labels = torch.randint(0, CFG.vocab_size, (2, 6), generator=rng)
+    head.loss(hidden, labels)                  # 12 x 1000 logits: below the threshold, one matmul
+    assert calls == []
+    head.fused_threshold = 100
+    head.loss(hidden, labels)
+    assert calls == [1]

@@ -16,18 +16,22 @@ class MaskedLMHead(nn.Module):
     """transform -> word_embeddings^T + bias (BERT's ``cls.predictions``; the decoder is the embedding table).
 
     The vocabulary projection is ~27% of BERT-base's FLOPs when run on every token;
-    ``loss`` gathers the ~15% masked rows first, and with ``fused=True`` also never
-    materialises their [M, V] logits (chunked linear + cross-entropy).
+    ``loss`` gathers the ~15% masked rows first. ``fused=True`` then never
+    materialises their [M, V] logits (chunked linear + cross-entropy); ``False``
+    computes them at once; ``None`` (default) chunks only when the logits would
+    exceed ``fused_threshold`` elements: at masked rows only the [M, V] block is
+    usually small, and one matmul is faster than chunks.
     """
 
-    def __init__(self, config: VLConfig, word_embeddings: nn.Embedding, fused: bool = True,
-                 chunk_size: int = 1024):
+    def __init__(self, config: VLConfig, word_embeddings: nn.Embedding, fused: bool | None = None,
+                 chunk_size: int = 1024, fused_threshold: int = 2**26):
         super().__init__()
         self.transform = PredictionTransform(config)
         self.word_embeddings = word_embeddings     # tied: the same Parameter as the input table
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.fused = fused
         self.chunk_size = chunk_size
+        self.fused_threshold = fused_threshold
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [..., V] for every row of ``hidden`` [..., H] (use ``masked_logits`` to pick rows first)."""
@@ -48,7 +52,10 @@ class MaskedLMHead(nn.Module):
         if labels.numel() == 0:
             return zero_loss(self.transform(text_hidden[:, :1]), self.word_embeddings.weight[:1], self.bias)
         h = self.transform(rows)
-        if self.fused if fused is None else fused:
+        fused = self.fused if fused is None else fused
+        if fused is None:
+            fused = h.shape[0] * self.bias.numel() > self.fused_threshold
+        if fused:
             return fused_linear_cross_entropy(h, self.word_embeddings.weight, self.bias, labels, self.chunk_size)
         return F.cross_entropy(F.linear(h, self.word_embeddings.weight, self.bias).float(), labels).to(h.dtype)
 
