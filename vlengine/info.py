@@ -9,18 +9,32 @@ it cannot.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import pkgutil
 import platform
 import sys
 
-OPS = ("roi_align_masked", "mask_pixels", "box_iou_batched", "iou_neighbourhood_mask", "contrastive_loss")
+# Each op's name as its module passes it to _backend.select (the compiled op it needs).
 
 
-def _version(module: str) -> str:
+def _version(distribution: str) -> str:
+    """The installed version, read from package metadata (importing deepspeed or
+    transformers just to read it would be slow and noisy)."""
     try:
-        mod = importlib.import_module(module)
-    except Exception as exc:  # noqa: BLE001 - any import failure is worth reporting, not raising
-        return f"not importable ({type(exc).__name__}: {exc})".splitlines()[0][:120]
-    return str(getattr(mod, "__version__", "installed"))
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _op_names() -> list[str]:
+    import vlengine.ops as ops_pkg
+
+    names = []
+    for module in sorted(pkgutil.iter_modules(ops_pkg.__path__), key=lambda m: m.name):
+        mod = importlib.import_module(f"vlengine.ops.{module.name}")
+        if isinstance(getattr(mod, "_OP", None), str):
+            names.append(mod._OP)
+    return names
 
 
 def report() -> str:
@@ -66,14 +80,12 @@ def report() -> str:
     lines.append("backends (ok = usable; otherwise why not)")
     for device in devices:
         lines.append(f"  on {device}:")
-        for op in OPS:
+        for op in _op_names():
             reasons = _backend.not_supported_reasons(device, op)
-            cells = ", ".join(f"{b}: {'ok' if r is None else r}" for b, r in reasons.items())
             chosen = _backend.select(op, torch.device(device)) if any(r is None for r in reasons.values()) else "-"
             lines.append(f"    {op:<24} default={chosen}")
             for backend, reason in reasons.items():
                 lines.append(f"      {backend:<10} {'ok' if reason is None else 'no: ' + reason}")
-            del cells
     return "\n".join(lines)
 
 
