@@ -9,10 +9,11 @@ Measures, on records of ``--boxes`` regions x 2048 features (default 100, as the
   (its best case), decoding base64 and casting features to float16, collated the same way;
 * ``convert``: records/s of ``vlengine data convert`` from TSV (the records above), and from a
   UNITER LMDB (msgpack-numpy, float16) and an npz directory (``--convert-records`` records);
-* ``workers``: peak proportional anonymous (non-file-backed) memory (Pss_Anon) of the main process plus all loader
-  workers after one epoch, for 0/1/2/4 workers: the store's pages are file-backed and shared,
-  so this stays flat; a loader that copied the features into every worker would grow by
-  the dataset size per worker.
+* ``workers``: peak private dirty memory (smaps Private_Dirty: pages only that process wrote)
+  of each loader worker and the growth of the main process over one epoch, for 0/1/2/4 workers. The store's pages are
+  file-backed and shared, so a worker holds only its interpreter and a few batches in flight,
+  whatever the dataset size; a loader that copied the features into every worker would hold
+  the whole feature data per worker.
 
 Prints a table and appends rows to benchmarks/results/data.csv with the git revision.
 Run: ``python benchmarks/bench_data.py [--records 1000] [--boxes 100]``.
@@ -134,12 +135,14 @@ def bench_tsv(tsv, samples, batch_size, tokenizer, boxes):
     return n / (time.perf_counter() - t)
 
 
-def _anon_kb(pid: int) -> int:
-    """Proportional anonymous memory: copy-on-write pages shared with the parent count once in total."""
+def _private_kb(pid: int) -> int:
+    """Private dirty memory (kB): pages this process alone has written (its heap, its copies of
+    copy-on-write pages). Mapped store pages are clean and shared with the page cache, so
+    reading them adds nothing here; a copy of the features in a worker would."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss_Anon:"):
+                if line.startswith("Private_Dirty:"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -147,33 +150,38 @@ def _anon_kb(pid: int) -> int:
 
 
 def worker_memory(store_path, workers, batch_size):
+    """Peak private dirty memory (MiB) of the busiest loader worker, and the growth of the main
+    process, while reading one epoch; plus the samples read."""
     import threading
     loader = make_pretrain_loader(store_path, batch_size=batch_size, num_workers=workers, epochs=1, seed=2)
-    peak = {"kb": 0}
+    me = os.getpid()
+    peaks: dict[int, int] = {}
     stop = threading.Event()
 
     def children():
         try:
-            with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+            with open(f"/proc/{me}/task/{me}/children") as f:
                 return [int(p) for p in f.read().split()]
         except OSError:
             return []
 
     def sample():
         while not stop.is_set():
-            total = _anon_kb(os.getpid()) + sum(_anon_kb(c) for c in children())
-            peak["kb"] = max(peak["kb"], total)
+            for pid in [me] + children():
+                peaks[pid] = max(peaks.get(pid, 0), _private_kb(pid))
             time.sleep(0.01)
 
+    base = _private_kb(me)
     th = threading.Thread(target=sample, daemon=True)
-    base = _anon_kb(os.getpid())
     th.start()
     rows = 0
     for b in loader:
         rows += b.batch_size
     stop.set()
     th.join()
-    return peak["kb"] - base, rows
+    main_growth = max(0, peaks.get(me, base) - base) / 1024
+    worker_peak = max((v for pid, v in peaks.items() if pid != me), default=0) / 1024
+    return worker_peak, main_growth, rows
 
 
 def main(argv=None) -> int:
@@ -213,9 +221,13 @@ def main(argv=None) -> int:
         feature_mb = sum(os.path.getsize(os.path.join(store_path, d, "features.bin"))
                          for d in os.listdir(store_path) if d.startswith("regions-")) / 2**20
         rows.append(("memory", "feature data in the store", feature_mb, "MiB"))
+        batch_mb = args.batch_size * args.boxes * 2048 * 2 / 2**20
+        rows.append(("memory", f"one batch of features ({args.batch_size} x {args.boxes} x 2048 fp16)", batch_mb, "MiB"))
         for w in (int(x) for x in args.workers.split(",")):
-            kb, n = worker_memory(store_path, w, args.batch_size)
-            rows.append(("memory", f"Pss_Anon of main + workers, {w} workers, 1 epoch ({n} samples)", kb / 1024, "MiB"))
+            worker_mb, main_mb, n = worker_memory(store_path, w, args.batch_size)
+            if w:
+                rows.append(("memory", f"peak private memory of the busiest worker, {w} workers ({n} samples)", worker_mb, "MiB"))
+            rows.append(("memory", f"peak private memory growth of the main process, {w} workers", main_mb, "MiB"))
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
