@@ -16,7 +16,8 @@ classification, VL-BERT's released pair.
 MFU = tokens/s x (6 N + 12 L h s) / peak, per token, with N the non-embedding parameters applied
 to every token (encoder + region projection), L layers, h hidden size, s the mean real sequence
 length. Peak: the GPU's dense bf16 spec; on a CPU the measured fp32 matmul rate of this machine.
-Each configuration runs in its own process, so peak memory is that configuration's alone.
+The paths of one size run in one process with their steps interleaved (fused, plain, fused, ...), so
+load drift on a shared machine hits them alike; peak memory is measured per path in a fresh process.
 
     python benchmarks/bench_model_step.py                      # CPU: base + large, reduced batch
     python benchmarks/bench_model_step.py --device cuda        # bf16 autocast, full batch
@@ -99,8 +100,8 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def run_one(size: str, path: str, batch_size: int, device: str, steps: int, warmup: int, end_to_end: bool,
-            image_hw, optimizer_step: bool) -> dict:
+def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, image_hw, optimizer_step: bool):
+    """(step function, batch, model) for one configuration; every path gets the same weights and batch."""
     settings = PATHS[path]
     config = getattr(VLConfig, size)(pack=settings["pack"], unpad=settings["unpad"], attention=settings["attention"])
     visual = None
@@ -109,7 +110,8 @@ def run_one(size: str, path: str, batch_size: int, device: str, steps: int, warm
         visual = resnet_c4_frontend(101, mask_mode=settings["mask_mode"])
     torch.manual_seed(0)
     model = VLBert(config, visual=visual).to(device).train()
-    mlm = MaskedLMHead(config, model.embeddings.word_embeddings, fused=settings["fused_mlm"]).to(device)
+    mlm = MaskedLMHead(config, model.embeddings.word_embeddings, fused=None if settings["fused_mlm"] else False)
+    mlm = mlm.to(device)
     mrc = RegionClassificationHead(config).to(device)
     params = [p for m in (model, mlm, mrc) for p in m.parameters() if p.requires_grad]
     params = list({id(p): p for p in params}.values())          # the tied embedding once
@@ -124,31 +126,55 @@ def run_one(size: str, path: str, batch_size: int, device: str, steps: int, warm
         with autocast:
             out = model(batch)
             if settings["fused_mlm"]:
-                loss = mlm.loss(out.text, batch.mlm_labels)
+                loss = mlm.loss(out.text, batch.mlm_labels)           # masked rows only
             else:
                 loss = mlm.full_vocabulary_loss(out.text, batch.mlm_labels)
             loss = loss + mrc.loss(out.regions, batch.region_masked, soft_targets=batch.region_soft_labels)
         loss.backward()
         if optimizer_step:
             optimizer.step()
+    return step, batch, model
 
-    times = time_fn(step, device, warmup=warmup, repeats=steps)
-    memory = peak_memory(step, device) / 2**20
-    tokens_per_row = batch.text_mask.sum(1) + batch.region_valid.sum(1) + 1     # text + regions + [END]
-    tokens = int(tokens_per_row.sum())
-    s = tokens / batch_size
-    n = sum(p.numel() for p in model.encoder.parameters()) + sum(p.numel() for p in model.region_projection.parameters())
-    flops_per_token = 6 * n + 12 * config.num_layers * config.hidden_size * s
-    median = statistics.median(times)
-    achieved = tokens / median * flops_per_token / 1e12
-    return {"size": size, "path": path, "mode": "end-to-end" if end_to_end else "features",
-            "batch": batch_size, "mean_seq_len": round(s, 1),
+
+def run_size(size: str, paths: list[str], batch_size: int, device: str, steps: int, warmup: int,
+             end_to_end: bool, image_hw, optimizer_step: bool) -> list[dict]:
+    """Time every path of one model size, interleaving their steps (fused, plain, fused, plain, ...) so
+    that load drift on a shared machine hits all paths alike; median per path."""
+    built = {p: build(size, p, batch_size, device, end_to_end, image_hw, optimizer_step) for p in paths}
+    times = {p: [] for p in paths}
+    for p in paths:
+        for _ in range(warmup):
+            built[p][0]()
+    for _ in range(steps):
+        for p in paths:
+            times[p] += time_fn(built[p][0], device, warmup=0, repeats=1)
+    results = []
+    for p in paths:
+        _, batch, model = built[p]
+        tokens = int((batch.text_mask.sum(1) + batch.region_valid.sum(1) + 1).sum())   # text + regions + [END]
+        s = tokens / batch_size
+        config = model.config
+        n = sum(q.numel() for q in model.encoder.parameters()) + \
+            sum(q.numel() for q in model.region_projection.parameters())
+        flops_per_token = 6 * n + 12 * config.num_layers * config.hidden_size * s
+        median = statistics.median(times[p])
+        results.append({
+            "size": size, "path": p, "mode": "end-to-end" if end_to_end else "features", "batch": batch_size,
+            "mean_seq_len": round(s, 1),
             "padded_seq_len": int(batch.text_mask.shape[1] + batch.region_valid.shape[1] + 1),
-            "step_ms_median": round(median * 1e3, 2), "step_ms_min": round(min(times) * 1e3, 2),
-            "step_ms_max": round(max(times) * 1e3, 2), "samples_per_s": round(batch_size / median, 3),
-            "tokens_per_s": round(tokens / median, 1), "peak_mem_mb": round(memory, 1),
-            "model_tflops_per_s": round(achieved, 4), "optimizer": optimizer_step,
-            "dtype": "bf16-autocast" if device == "cuda" else "fp32", "threads": torch.get_num_threads()}
+            "step_ms_median": round(median * 1e3, 2), "step_ms_min": round(min(times[p]) * 1e3, 2),
+            "step_ms_max": round(max(times[p]) * 1e3, 2), "steps": len(times[p]),
+            "samples_per_s": round(batch_size / median, 3), "tokens_per_s": round(tokens / median, 1),
+            "model_tflops_per_s": round(tokens / median * flops_per_token / 1e12, 4),
+            "optimizer": optimizer_step, "dtype": "bf16-autocast" if device == "cuda" else "fp32",
+            "threads": torch.get_num_threads()})
+    return results
+
+
+def peak_step_memory(size, path, batch_size, device, end_to_end, image_hw, optimizer_step) -> float:
+    """MB at peak during one step of a freshly built configuration (its own process: nothing cached)."""
+    step, _, _ = build(size, path, batch_size, device, end_to_end, image_hw, optimizer_step)
+    return peak_memory(step, device) / 2**20
 
 
 def main():
@@ -164,6 +190,7 @@ def main():
     parser.add_argument("--image-size", default="384,512", help="H,W in end-to-end mode")
     parser.add_argument("--optimizer", action="store_true", help="include the AdamW update in the step")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-csv", action="store_true")
     args = parser.parse_args()
     gpu = args.device == "cuda"
@@ -171,35 +198,45 @@ def main():
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
     image_hw = tuple(int(v) for v in args.image_size.split(","))
 
-    if args.worker:   # one configuration, result as JSON on the last line
-        size, path = args.sizes, args.paths
-        result = run_one(size, path, args.batch, args.device, steps, warmup, args.end_to_end, image_hw,
-                         args.optimizer)
-        print(json.dumps(result))
+    if args.worker:   # result as JSON on the last line
+        if args.memory_only:
+            mb = peak_step_memory(args.sizes, args.paths, args.batch, args.device, args.end_to_end, image_hw,
+                                  args.optimizer)
+            print(json.dumps({"peak_mem_mb": round(mb, 1)}))
+        else:
+            print(json.dumps(run_size(args.sizes, args.paths.split(","), args.batch, args.device, steps, warmup,
+                                      args.end_to_end, image_hw, args.optimizer)))
         return
 
     # one peak for every configuration (measured here, before the runs, on a CPU)
     peak, peak_source = peak_tflops(args.device)
     results = []
+
+    def worker(size, paths, batch, extra):
+        command = [sys.executable, os.path.abspath(__file__), "--worker", "--device", args.device, "--sizes", size,
+                   "--paths", paths, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
+                   "--image-size", args.image_size, *extra]
+        if args.end_to_end:
+            command.append("--end-to-end")
+        if args.optimizer:
+            command.append("--optimizer")
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{size}/{paths} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+            return None
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     for size in args.sizes.split(","):
         batch = args.batch or {"base": 64 if gpu else 8, "large": 32 if gpu else 4}[size]
-        for path in args.paths.split(","):
-            command = [sys.executable, os.path.abspath(__file__), "--worker", "--device", args.device,
-                       "--sizes", size, "--paths", path, "--batch", str(batch), "--steps", str(steps),
-                       "--warmup", str(warmup), "--image-size", args.image_size]
-            if args.end_to_end:
-                command.append("--end-to-end")
-            if args.optimizer:
-                command.append("--optimizer")
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"{size}/{path} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-                continue
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            r.update(peak_tflops=round(peak, 4), peak_source=peak_source,
-                     mfu=round(r["model_tflops_per_s"] / peak, 4) if peak == peak else None)
+        timed = worker(size, args.paths, batch, [])
+        if timed is None:
+            continue
+        for r in timed:
+            memory = worker(size, r["path"], batch, ["--memory-only"])
+            r.update(peak_mem_mb=memory["peak_mem_mb"] if memory else None, peak_tflops=round(peak, 4),
+                     peak_source=peak_source, mfu=round(r["model_tflops_per_s"] / peak, 4) if peak == peak else None)
             results.append(r)
-            print(f"  {size:<6} {path:<7} {r['step_ms_median']:>10.1f} ms/step", flush=True)
+            print(f"  {size:<6} {r['path']:<7} {r['step_ms_median']:>10.1f} ms/step", flush=True)
 
     print(f"\n{'size':<6} {'path':<7} {'mode':<10} {'batch':>5} {'seq':>6} {'step ms':>10} {'samples/s':>10} "
           f"{'tokens/s':>10} {'peak MB':>9} {'TFLOP/s':>8} {'MFU':>7} {'vs plain':>8}")
@@ -209,7 +246,7 @@ def main():
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
         print(f"{r['size']:<6} {r['path']:<7} {r['mode']:<10} {r['batch']:>5} {r['mean_seq_len']:>6} "
               f"{r['step_ms_median']:>10.1f} {r['samples_per_s']:>10.2f} {r['tokens_per_s']:>10.0f} "
-              f"{r['peak_mem_mb']:>9.0f} {r['model_tflops_per_s']:>8.3f} {mfu:>7} {speedup:>8}")
+              f"{r['peak_mem_mb'] or float('nan'):>9.0f} {r['model_tflops_per_s']:>8.3f} {mfu:>7} {speedup:>8}")
     if results:
         print(f"peak: {results[0]['peak_tflops']} TFLOP/s ({results[0]['peak_source']}); device "
               f"{device_name(args.device)}; threads {results[0]['threads']}")
