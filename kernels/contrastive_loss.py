@@ -120,6 +120,13 @@ def _grad_rows_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr,
         z = _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y, BLOCK_M, BLOCK_N, BLOCK_K, IS_FP64,
                         UPCAST)
         z = z * (row_factor[:, None] * col_factor[None, :]) * scale
+        is_diag = (cols[None, :] == rows[:, None] + offset) & col_ok[None, :] & row_ok[:, None]
+        valid = col_ok[None, :] & row_ok[:, None]
+        if EXCLUDE:
+            valid = valid & (~is_diag)
+        # Entries outside the sums become -inf first: exp(z - lse) of an excluded diagonal
+        # entry could overflow (its z is not part of the lse).
+        z = tl.where(valid, z, float("-inf"))
         g = tl.zeros_like(z)
         if HAS_ROW:
             g += row_grad[:, None] * tl.exp(z - row_lse[:, None])
@@ -127,11 +134,6 @@ def _grad_rows_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr,
             col_lse = tl.load(col_lse_ptr + cols, mask=col_ok, other=float("inf"))
             col_grad = tl.load(col_grad_ptr + cols, mask=col_ok, other=0.0)
             g += col_grad[None, :] * tl.exp(z - col_lse[None, :])
-        is_diag = (cols[None, :] == rows[:, None] + offset) & col_ok[None, :] & row_ok[:, None]
-        valid = col_ok[None, :] & row_ok[:, None]
-        if EXCLUDE:
-            valid = valid & (~is_diag)
-        g = tl.where(valid, g, 0.0)
         if DIAG_BY_ROW:
             diag_grad = tl.load(diag_grad_ptr + rows, mask=row_ok, other=0.0)
             g += tl.where(is_diag, diag_grad[:, None], 0.0)
