@@ -199,7 +199,12 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.contiguous().clone()
+        grad = grad.contiguous()
+        if dist.get_backend(ctx.group) == "nccl":  # gloo has no reduce-scatter
+            out = grad.new_empty((ctx.rows,) + tuple(grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, grad, group=ctx.group)
+            return out, None
+        grad = grad.clone()
         dist.all_reduce(grad, group=ctx.group)
         rank = dist.get_rank(ctx.group)
         return grad.narrow(0, rank * ctx.rows, ctx.rows), None
