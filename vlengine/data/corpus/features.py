@@ -59,27 +59,41 @@ def _grid_sample(a: np.ndarray, n: int) -> np.ndarray:
     return a[ys][:, xs]
 
 
-def describe_box(image: np.ndarray, box, background: np.ndarray) -> np.ndarray:
-    """The 274-d descriptor of one inclusive pixel box of an RGB uint8 image."""
-    H, W = image.shape[:2]
+class _PixelMaps:
+    """Per-image maps computed once and sliced per box (pixel data only)."""
+
+    def __init__(self, image: np.ndarray):
+        self.H, self.W = image.shape[:2]
+        self.rgb = image.astype(np.float32)
+        background = background_colour(image)
+        self.fg = np.abs(self.rgb - background).max(axis=2) > FG_THRESHOLD
+        bins = np.minimum(image // (256 // HIST_BINS), HIST_BINS - 1).astype(np.int64)
+        self.colour_bin = (bins[..., 0] * HIST_BINS + bins[..., 1]) * HIST_BINS + bins[..., 2]
+
+
+_BUMP_CENTRES = np.linspace(0.05, 0.8, SIZE_BUMPS)
+
+
+def _describe(maps: _PixelMaps, box) -> np.ndarray:
+    H, W = maps.H, maps.W
     x1, y1, x2, y2 = (int(v) for v in box)
     x1, y1 = max(0, min(x1, W - 1)), max(0, min(y1, H - 1))
     x2, y2 = max(x1, min(x2, W - 1)), max(y1, min(y2, H - 1))
-    crop = image[y1:y2 + 1, x1:x2 + 1].astype(np.float32)
-    diff = np.abs(crop - background).max(axis=2)
-    fg = diff > FG_THRESHOLD
-    pix = crop[fg] if fg.any() else crop.reshape(-1, 3)
+    crop = maps.rgb[y1:y2 + 1, x1:x2 + 1]
+    fg = maps.fg[y1:y2 + 1, x1:x2 + 1]
+    if fg.any():
+        pix, flat = crop[fg], maps.colour_bin[y1:y2 + 1, x1:x2 + 1][fg]
+    else:  # no foreground (a background-only box): describe all its pixels
+        pix, flat = crop.reshape(-1, 3), maps.colour_bin[y1:y2 + 1, x1:x2 + 1].reshape(-1)
     mean = pix.mean(axis=0) / 255.0
     chroma = mean / max(mean.sum(), 1e-6)
-    bins = np.minimum((pix // (256 // HIST_BINS)).astype(np.int64), HIST_BINS - 1)
-    flat = (bins[:, 0] * HIST_BINS + bins[:, 1]) * HIST_BINS + bins[:, 2]
     hist = np.bincount(flat, minlength=HIST_BINS ** 3).astype(np.float32) / len(flat)
     fine = _grid_sample(fg.astype(np.float32), 2 * MASK_GRID)
     mask = fine.reshape(MASK_GRID, 2, MASK_GRID, 2).mean(axis=(1, 3)).reshape(-1)
     fill = np.array([fg.mean()], dtype=np.float32)
     bw, bh = (x2 - x1 + 1) / W, (y2 - y1 + 1) / H
     side = np.sqrt(bw * bh)
-    bumps = np.exp(-0.5 * ((side - np.linspace(0.05, 0.8, SIZE_BUMPS)) / 0.06) ** 2)
+    bumps = np.exp(-0.5 * ((side - _BUMP_CENTRES) / 0.06) ** 2)
     layout = _grid_sample(crop, 4).reshape(-1) / 255.0 if crop.shape[0] >= 4 and crop.shape[1] >= 4 else \
         np.repeat(crop.reshape(-1, 3).mean(axis=0) / 255.0, 16)
     # group weights put each group at a comparable scale (the mask has many small entries)
@@ -95,10 +109,10 @@ def describe_boxes(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Float32 [N, DESCRIPTOR_DIM] descriptors of ``boxes`` [N, 4] (inclusive pixels) in ``image`` [H, W, 3] uint8."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
-    bg = background_colour(image)
     if not len(boxes):
         return np.zeros((0, DESCRIPTOR_DIM), np.float32)
-    return np.stack([describe_box(image, b, bg) for b in np.asarray(boxes)])
+    maps = _PixelMaps(image)
+    return np.stack([_describe(maps, b) for b in np.asarray(boxes)])
 
 
 def project(descriptors: np.ndarray) -> np.ndarray:
