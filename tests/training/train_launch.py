@@ -27,7 +27,8 @@ def ds_config(stage: int, micro_batch: int, accumulation: int = 1, world: int = 
 
 
 def run_tiny(tmp_path, *, world: int, ds: dict, train: dict, tasks: dict | None = None, micro_batch: int = 8,
-             dropout: float = 0.0, kill_on_save: int = 0, name: str = "result", timeout: int = 240):
+             dropout: float = 0.0, kill_on_save: int = 0, name: str = "result", timeout: int = 240,
+             accelerator: str = "cpu"):
     """Run the tiny objective; return (result dict or None, [returncodes], combined output)."""
     out = os.path.join(str(tmp_path), f"{name}.json")
     port = str(free_port())
@@ -36,7 +37,7 @@ def run_tiny(tmp_path, *, world: int, ds: dict, train: dict, tasks: dict | None 
            "--dropout", str(dropout), "--kill-on-save", str(kill_on_save)]
     procs = []
     for rank in range(world):
-        env = dict(os.environ, DS_ACCELERATOR="cpu", RANK=str(rank), LOCAL_RANK=str(rank),
+        env = dict(os.environ, DS_ACCELERATOR=accelerator, RANK=str(rank), LOCAL_RANK=str(rank),
                    WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

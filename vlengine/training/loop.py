@@ -101,6 +101,8 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     data position). `evaluate(engine, step) -> dict` runs on every rank at
     eval_every and at the end. `run_config` is stored in checkpoints for the record.
     """
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
     engine = build_engine(module, ds_config, lr=settings.lr, weight_decay=settings.weight_decay,
                           betas=settings.adam_betas, eps=settings.adam_eps,

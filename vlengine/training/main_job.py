@@ -46,6 +46,9 @@ MAIN_JOB = {
         "save_every": 0,
         "output_dir": "runs/main-job",
         "seed": 42,
+        # One thread: measured on the 2-core machine shared by other jobs, two OpenMP threads spent
+        # ~18x more CPU time per step (spin-waiting) than one.
+        "threads": 1,
     },
     "eval": {"captions": 1000, "retrieval_images": 50},
 }

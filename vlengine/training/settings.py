@@ -25,6 +25,8 @@ class TrainSettings:
     peak_tflops: float | None = None # per-rank peak for MFU (default: GPU spec table / measured CPU matmul)
     progress: bool | str = "auto"    # tqdm bar: True, False, or "auto" (only on a terminal)
     tensorboard: bool = True
+    threads: int | None = None       # torch intra-op threads per rank (None: torch's default). On a small,
+                                     # shared CPU 1 avoids OpenMP spin-waiting when cores are oversubscribed
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainSettings":
@@ -37,7 +39,7 @@ class TrainSettings:
         for name in ("lr", "weight_decay", "adam_eps", "peak_tflops"):
             values[name] = _as_float(values, name)
         for name in ("total_steps", "warmup_steps", "seed", "max_steps", "log_every", "save_every", "keep_last",
-                     "eval_every"):
+                     "eval_every", "threads"):
             values[name] = _as_int(values, name)
         values = {k: v for k, v in values.items() if v is not _MISSING}
         settings = cls(**values)
@@ -54,6 +56,8 @@ class TrainSettings:
             raise ValueError(f"train.max_steps must be in (0, total_steps], got {self.max_steps}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"train.threads must be >= 1, got {self.threads}")
         for name in ("log_every", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
