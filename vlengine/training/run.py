@@ -75,7 +75,11 @@ class _Iterable:
         return self
 
     def __next__(self):
-        return next(self._it)
+        # torch's DataLoader draws a base seed from the global RNG whenever an iterator starts
+        # (each epoch, and at a resume point): isolate it, or a resumed run's dropout masks shift.
+        # Items do not depend on that seed (they are functions of (seed, epoch, index)).
+        with torch.random.fork_rng(devices=[]):
+            return next(self._it)
 
     def state_dict(self) -> dict:
         return self.loader.state_dict()
