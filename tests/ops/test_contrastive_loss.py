@@ -83,6 +83,8 @@ def test_matches_reference(backend, device, dtype, shape, kind, reduction, rng):
     b, d = shape
     if kind == "pwcl" and b < 2:
         pytest.skip("pwcl needs B >= 2 (tested in test_bad_input)")
+    if backend == "triton" and device == "cpu" and d >= 256 and dtype in (torch.float16, torch.float64):
+        pytest.skip("kept out of Triton's (slow) interpreter: float32 and bfloat16 cover the wide d")
     text, image = embeddings(rng, b, d, dtype, device)
     # With d = 1, normalised embeddings are +-1 and every gradient is identically 0 (there is
     # no direction to move in but the length): d = 1 is tested unnormalised, where it is not.

@@ -24,6 +24,7 @@ except ImportError:
 _OP = "contrastive_loss_stats"
 KINDS = ("infonce", "pwcl")
 REDUCTIONS = ("mean", "sum", "none")
+_CHECK_ROWS = 4096  # rows per chunk of the finiteness check
 
 
 def contrastive_loss(text: torch.Tensor, image: torch.Tensor, temperature, kind: str = "infonce",
@@ -133,10 +134,13 @@ def _check_inputs(op: str, text, image, kind: str, reduction: str) -> None:
         raise ValueError(f"{op}: kind='pwcl' is one batch-level ratio; reduction='none' has no per-pair value")
     if _checks.value_checks_enabled():
         for name, t in (("text", text), ("image", image)):
-            finite = torch.isfinite(t).all(dim=1)
-            if not bool(finite.all()):
-                row = int((~finite).nonzero()[0])
-                raise ValueError(f"{op}: {name}[{row}] has a non-finite value (NaN or inf)")
+            # In row chunks: torch.isfinite makes a full-size float copy (abs) and two bool
+            # masks, 1.7x the input at once, which would be the op's peak memory.
+            for r0 in range(0, t.shape[0], _CHECK_ROWS):
+                finite = torch.isfinite(t[r0:r0 + _CHECK_ROWS]).all(dim=1)
+                if not bool(finite.all()):
+                    row = r0 + int((~finite).nonzero()[0])
+                    raise ValueError(f"{op}: {name}[{row}] has a non-finite value (NaN or inf)")
 
 
 def _scale(op: str, temperature, like: torch.Tensor) -> torch.Tensor:
