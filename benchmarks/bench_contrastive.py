@@ -83,6 +83,8 @@ def _loss_fn(provider: str, kind: str, temperature: float):
 def child(args) -> dict:
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.provider in ("cuda", "triton") else "cpu")
     dtype = getattr(torch, args.dtype)
     fn = _loss_fn(args.provider, args.kind, 0.07)
@@ -179,7 +181,8 @@ def _memory_budget(provider: str) -> int:
 
 def run_one(provider, batch, dim, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--provider", provider, "--batch", str(batch),
-           "--dim", str(dim), "--dtype", args.dtype, "--kind", args.kind, "--repeats", str(args.repeats)]
+           "--dim", str(dim), "--dtype", args.dtype, "--kind", args.kind, "--repeats", str(args.repeats),
+           "--threads", str(args.threads)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -195,6 +198,9 @@ def main(argv=None) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--kind", default="infonce", choices=["infonce", "pwcl"])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (torch.set_num_threads); 0 keeps torch's default. One thread gives steadier "
+                        "numbers on a shared machine, where OpenMP barriers wait for descheduled threads")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     p.add_argument("--csv", default=RESULTS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -208,7 +214,8 @@ def main(argv=None) -> None:
     revision, stamp = _git_revision(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     bytes_per_b2 = {}  # quadratic provider -> measured extra bytes / B^2 at its largest batch
     rows = []
-    print(f"contrastive_loss ({args.kind}, {args.dtype}), forward + backward; revision {revision}")
+    threads = f", {args.threads} CPU thread(s)" if args.threads else ""
+    print(f"contrastive_loss ({args.kind}, {args.dtype}), forward + backward{threads}; revision {revision}")
     print(f"{'B':>6} {'d':>4} {'provider':>12} {'median s':>9} {'min-max s':>15} {'extra MiB':>10}  note")
     for dim in args.dim:
         for batch in args.batch:
@@ -238,7 +245,10 @@ def main(argv=None) -> None:
                 else:
                     med = lo = hi = extra = None
                     print(f"{batch:>6} {dim:>4} {provider:>12} {'-':>9} {'-':>15} {'-':>10}  {note}")
-                rows.append([stamp, revision, _device_name(provider), provider, args.kind, args.dtype, batch, dim,
+                device = _device_name(provider)
+                if args.threads and provider not in ("cuda", "triton"):
+                    device += f", {args.threads} thread(s)"
+                rows.append([stamp, revision, device, provider, args.kind, args.dtype, batch, dim,
                              med, lo, hi, extra, note])
     os.makedirs(os.path.dirname(args.csv), exist_ok=True)
     new = not os.path.exists(args.csv)
