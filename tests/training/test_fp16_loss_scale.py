@@ -6,7 +6,6 @@ must then proceed, and no NaN/inf may reach the weights or the losses.
 """
 
 import math
-import os
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """Resuming from a checkpoint reproduces the uninterrupted run exactly, and a save killed
 halfway (SIGKILL while a checkpoint file is being written) leaves the previous one loadable."""
 
-import json
 import os
 
 import pytest

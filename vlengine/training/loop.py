@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from typing import Callable
 
 import torch
@@ -189,16 +188,17 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
         if settings.log_every and (step % settings.log_every == 0 or step == end_step):
             values = {"loss": step_loss, **_mean_over_ranks(averager.pop(), engine.device), **meter.report(),
                       "lr": engine.get_lr()[0], "loss_scale": loss_scale(engine),
-                      "skipped_steps": float(engine.skipped_steps), "task": task}
-            values.pop("task")
+                      "skipped_steps": float(engine.skipped_steps)}
             result.last_metrics = values
             monitor.log(step, values)
         if engine.skipped_steps > skipped_before:
             monitor.print(f"step {step}: fp16 overflow, update skipped (loss scale now {loss_scale(engine):g})")
         if ckpt_dir and settings.save_every and step % settings.save_every == 0 and step < end_step:
             save(step)
+            meter.reset()
         if settings.eval_every and step % settings.eval_every == 0 and step < end_step:
             run_eval(step)
+            meter.reset()  # throughput counts training time only
 
     result.final_step = step
     if ckpt_dir and step > start_step:
