@@ -196,7 +196,10 @@ def main(argv=None):
     parser.add_argument("--sizes", default="36,100,300")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-step", action="store_true", help="only the IoU-neighbourhood op")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
     rows = bench_neighbourhood(args.device, [int(s) for s in args.sizes.split(",")], args.repeats)
     print_table(rows, baseline="numpy_loop")

@@ -54,7 +54,11 @@ VL_IOU_HD T box_iou(const T* a, const T* b, T area_a, T area_b) {
   const T inter = iou_mul(w, h);
   const T uni = (area_a + area_b) - inter;
   // `uni > 0` is false for NaN too, so garbage in padded rows never yields NaN.
-  return uni > (T)0 ? inter / uni : (T)0;
+  // Dividing by a safe denominator and selecting afterwards (rather than
+  // dividing inside the branch) lets compilers vectorise loops over boxes.
+  const bool positive = uni > (T)0;
+  const T ratio = inter / (positive ? uni : (T)1);
+  return positive ? ratio : (T)0;
 }
 
 // The masking rule: IoU > threshold, or >= when inclusive.

@@ -1,8 +1,10 @@
 // CPU IoU-neighbourhood masking. Images run in parallel; each first gathers
-// its valid anchors (about 15% of its boxes) with their areas, then tests
-// every valid non-anchor box against that short list, stopping at the first
-// anchor that passes. Work is O(B * N * anchors) and memory O(B * N): the
-// IoU matrix is never formed.
+// its valid anchors (about 15% of its boxes) into structure-of-arrays
+// scratch (x1, y1, x2, y2, area), then tests every valid non-anchor box
+// against all of them in a branch-free loop the compiler vectorises (the
+// IoU expression is the shared one of box_iou.h, so results stay identical
+// to the other backends). Work is O(B * N * anchors) and memory O(B * N):
+// the IoU matrix is never formed.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -10,10 +12,31 @@
 #include <algorithm>
 #include <vector>
 
+// Before box_iou.h, so its inline IoU gets the same setting as the loop it is inlined into.
+// Comparisons and selects on floats count as control flow that "may trap" for
+// GCC's vectoriser; with no-trapping-math it vectorises the anchor loop.
+// This changes no arithmetic result (IEEE rounding is untouched); it only
+// stops GCC from assuming floating-point exceptions are observed.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "vlengine/box_iou.h"
 
 namespace vlengine {
 namespace {
+
+// 1 if box `b` (area `area_b`) passes the threshold against any of the `count`
+// anchors held as separate coordinate arrays; branch-free so it vectorises.
+template <typename T, bool Inclusive>
+int passes_any_anchor(const T* b, T area_b, const T* x1, const T* y1, const T* x2, const T* y2, const T* area,
+                      int64_t count, T limit) {
+  int hit = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    const T anchor[4] = {x1[k], y1[k], x2[k], y2[k]};
+    hit |= static_cast<int>(iou_passes(box_iou(b, anchor, area_b, area[k]), limit, Inclusive));
+  }
+  return hit;
+}
 
 void check_flags(const at::Tensor& flags, const at::Tensor& boxes, const char* name) {
   TORCH_CHECK(flags.scalar_type() == at::kBool, name, " must be a bool tensor, got ", flags.scalar_type());
@@ -44,36 +67,37 @@ at::Tensor iou_neighbourhood_mask_cpu(const at::Tensor& boxes, const at::Tensor&
     const bool* pa = anchors_c.data_ptr<bool>();
     bool* po = out.data_ptr<bool>();
     const scalar_t limit = static_cast<scalar_t>(threshold);
-    const int64_t grain = std::max<int64_t>(1, 64 / std::max<int64_t>(N / 16, 1));
+    // Chunks of at least ~1M candidate pairs: smaller batches run on the calling
+    // thread, where waking a thread pool would cost more than the work.
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(N * N, 1));
     at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
-      std::vector<int64_t> anchor_ids;
-      std::vector<scalar_t> anchor_area;
-      anchor_ids.reserve(N);
-      anchor_area.reserve(N);
+      // Anchor scratch, one array per coordinate so the inner loop is unit-stride.
+      std::vector<scalar_t> ax1(N), ay1(N), ax2(N), ay2(N), area(N);
       for (int64_t img = begin; img < end; ++img) {
         const scalar_t* box = pb + 4 * img * N;
         const bool* v = pv + img * N;
         const bool* a = pa + img * N;
         bool* o = po + img * N;
-        anchor_ids.clear();
-        anchor_area.clear();
+        int64_t count = 0;
         for (int64_t j = 0; j < N; ++j)
           if (v[j] && a[j]) {
-            anchor_ids.push_back(j);
-            anchor_area.push_back(box_area(box + 4 * j));
+            const scalar_t* bj = box + 4 * j;
+            ax1[count] = bj[0];
+            ay1[count] = bj[1];
+            ax2[count] = bj[2];
+            ay2[count] = bj[3];
+            area[count] = box_area(bj);
+            ++count;
           }
-        const int64_t count = static_cast<int64_t>(anchor_ids.size());
         for (int64_t i = 0; i < N; ++i) {
-          if (!v[i] || a[i]) {
-            o[i] = v[i];  // padding is never masked; a valid anchor always is
+          if (!v[i] || a[i] || count == 0) {
+            o[i] = v[i] && a[i];  // padding is never masked; a valid anchor always is
             continue;
           }
           const scalar_t* bi = box + 4 * i;
-          const scalar_t area = box_area(bi);
-          bool hit = false;
-          for (int64_t k = 0; k < count && !hit; ++k)
-            hit = iou_passes(box_iou(bi, box + 4 * anchor_ids[k], area, anchor_area[k]), limit, inclusive);
-          o[i] = hit;
+          const scalar_t area_i = box_area(bi);
+          const auto test = inclusive ? &passes_any_anchor<scalar_t, true> : &passes_any_anchor<scalar_t, false>;
+          o[i] = test(bi, area_i, ax1.data(), ay1.data(), ax2.data(), ay2.data(), area.data(), count, limit) != 0;
         }
       }
     });
