@@ -309,3 +309,23 @@ def test_pairwise_similarity_bad_input():
         ops.pairwise_similarity(torch.randn(2, 3), torch.randn(2, 3).double())
     with pytest.raises(ValueError, match="scale"):
         ops.pairwise_similarity(torch.randn(2, 3), torch.randn(2, 3), scale=float("inf"))
+
+
+def test_cpu_memory_is_linear_in_the_batch():
+    """Forward + backward at B = 8192 in a fresh process: a B x B float32 matrix alone would be
+    256 MiB; the tiled kernel's peak beyond inputs and gradients must stay far below it."""
+    if not hasattr(torch.ops.vlengine, "contrastive_loss_stats"):
+        pytest.skip("vlengine._C not built")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, os.path.join(root, "benchmarks", "bench_contrastive.py"), "--child", "--provider", "cpu",
+           "--batch", "8192", "--dim", "4", "--repeats", "1", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr[-2000:]
+    extra = json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
+    assert extra < 64 * 2 ** 20, f"peak beyond inputs and gradients: {extra / 2 ** 20:.0f} MiB"
