@@ -92,8 +92,10 @@ def test_matches_reference(backend, device, dtype, shape, kind, reduction, rng):
                             temperature=0.07 if d > 1 else 1.0)
 
 
-@pytest.mark.parametrize("dtype,kind,reduction", [(torch.float32, "infonce", "mean"), (torch.bfloat16, "infonce", "sum"),
-                                                  (torch.float32, "pwcl", "sum"), (torch.bfloat16, "pwcl", "mean")])
+@pytest.mark.parametrize("dtype,kind,reduction", [
+    (torch.float32, "infonce", "mean"), (torch.bfloat16, "infonce", "sum"),
+    (torch.float32, "pwcl", "sum"), (torch.bfloat16, "pwcl", "mean"),
+])
 def test_matches_reference_big_batch_cpu(dtype, kind, reduction, rng):
     if "cpu" not in [p.values[0] for p in BACKENDS if not p.marks]:
         pytest.skip("vlengine._C not built")
