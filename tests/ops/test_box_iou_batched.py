@@ -4,8 +4,7 @@ import math
 
 import pytest
 import torch
-from box_samples import numpy_iou, opcheck_utils, random_boxes
-from conftest import backend_params
+from box_samples import backend_params, numpy_iou, opcheck_utils, random_boxes
 
 import vlengine.ops as ops
 from vlengine.ops import reference

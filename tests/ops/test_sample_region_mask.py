@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from box_samples import random_boxes
-from conftest import backend_params
+from box_samples import backend_params, random_boxes
 
 import vlengine.ops as ops
 
