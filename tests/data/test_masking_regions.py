@@ -77,8 +77,8 @@ def test_roi_text_only_rows_get_no_region_masking(rng):
 def test_iou_region_masking_is_sample_region_mask(preset, rng):
     batch = region_batch(16, 8, 24, rng)
     out = IoURegionMasking(preset)(batch, torch.Generator().manual_seed(9))
-    expected = ops.sample_region_mask(batch.region_boxes, batch.region_valid, generator=torch.Generator().manual_seed(9),
-                                      **preset.kwargs())
+    expected = ops.sample_region_mask(batch.region_boxes, batch.region_valid,
+                                      generator=torch.Generator().manual_seed(9), **preset.kwargs())
     assert torch.equal(out.region_masked, expected)
     assert (out.region_features[expected] == 0).all()
     assert torch.equal(out.region_features[~expected], batch.region_features[~expected])
