@@ -1,6 +1,6 @@
 """The main job: what `vlengine pretrain` runs with no arguments.
 
-A small VL-BERT (4 layers, hidden 128) pretrained on the embedded corpus (built
+A small VL-BERT (3 layers, hidden 128) pretrained on the embedded corpus (built
 on first use) on one CPU process through DeepSpeed, with VL-BERT's recipe:
 whole-word MLM with visual clues + masked RoI classification, text-only rows
 mixed into every step, plus the sentence-image relation (ITM) head so that
@@ -15,14 +15,21 @@ MAIN_JOB = {
         "vocab_size": "auto",            # the corpus' WordPiece vocabulary
         "num_region_classes": "auto",    # shape x colour x size classes of the corpus
         "hidden_size": 128,
-        "num_layers": 4,
+        "num_layers": 3,
         "num_heads": 4,
         "intermediate_size": 512,
         "region_feature_size": 2048,
         "geometry_frequencies": 32,
         "max_position_embeddings": 128,
+        # From scratch, short and small: Pre-LN, no dropout and a wider init learned the caption
+        # language several times faster than BERT's defaults in runs on this machine.
+        "pre_layer_norm": True,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+        "visual_dropout": 0.0,
+        "initializer_range": 0.05,
     },
-    "objective": {"mrc_weight": 1.0, "itm_weight": 1.0},
+    "objective": {"mrc_weight": 1.0, "itm_weight": 1.0, "region_visual_ln_init": 1.0},
     "masking": {"region_targets": "hard"},   # the corpus has exact labels, no detector score vectors
     "data": {
         "corpus": "embedded",
@@ -38,12 +45,12 @@ MAIN_JOB = {
         "zero_optimization": {"stage": 0},  # one process: nothing to partition
     },
     "train": {
-        "total_steps": 800,
-        "warmup_steps": 40,
-        "lr": 2e-3,
+        "total_steps": 1600,
+        "warmup_steps": 50,
+        "lr": 3e-3,
         "weight_decay": 0.01,
         "log_every": 50,
-        "save_every": 0,
+        "save_every": 400,
         "output_dir": "runs/main-job",
         "seed": 42,
         # One thread: measured on the 2-core machine shared by other jobs, two OpenMP threads spent

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .config import PretrainConfig
 from .task_mixing import StagedTaskMixer, TaskMixer
 
@@ -53,9 +55,18 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
         from vlengine.models import VLBert
         from vlengine.tasks.vlbert import VLBertPretraining
 
-        _check_keys(objective, {"mrc_weight", "itm_weight", "soft_region_targets"}, "vlbert")
+        _check_keys(objective, {"mrc_weight", "itm_weight", "soft_region_targets", "region_visual_ln_init"}, "vlbert")
         objective.setdefault("soft_region_targets", cfg.masking.get("region_targets", "soft") == "soft")
-        module = VLBertPretraining(VLBert(model_config), build_masker("vlbert", cfg.masking, tokenizer), **objective)
+        region_ln = objective.pop("region_visual_ln_init", None)
+        model = VLBert(model_config)
+        if region_ln is not None:
+            # VL-BERT starts both visual LayerNorms at 0 so that the untrained model equals its text
+            # BERT. Trained from scratch there is no BERT to protect, and a region token carries
+            # nothing but its visual term: starting that term on lets the regions be read from step 1
+            # (the text tokens' visual term keeps model.visual_ln_init, so word identity is not drowned).
+            with torch.no_grad():
+                model.visual_ln_region.weight.fill_(float(region_ln))
+        module = VLBertPretraining(model, build_masker("vlbert", cfg.masking, tokenizer), **objective)
         return module, TaskMixer({"pretrain": 1.0}, seed)
     if cfg.recipe == "interbert":
         from vlengine.models.interbert import InterBert
