@@ -66,3 +66,15 @@ def test_bad_arguments(rng):
     batch = region_batch(4, 16, 6, rng)
     with pytest.raises(TypeError, match="batch.itm_label must be torch.int64"):
         masking_for("semvlp", VOCAB)(batch.replace(itm_label=batch.itm_label.bool()))
+
+
+def test_in_place_region_masking_leaves_negatives_untouched(rng):
+    from vlengine.data.masking import IoURegionMasking, SpanMasking
+
+    batch = region_batch(16, 16, 12, rng)
+    original = batch.region_features.clone()
+    negative = batch.itm_label == 0
+    policy = ConditionalMasking((SpanMasking(VOCAB), IoURegionMasking(inplace_features=True)))
+    out = policy(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(out.region_features[negative], original[negative])
+    assert (out.region_features[out.region_masked] == 0).all()

@@ -146,3 +146,14 @@ def test_bad_region_batches(rng):
         RoIMasking(targets="argmax")
     with pytest.raises(ValueError, match="select_prob must be a probability"):
         RoIMasking(select_prob=-0.1)
+
+
+def test_iou_region_masking_in_place(rng):
+    batch = region_batch(8, 8, 16, rng)
+    expected = IoURegionMasking()(batch, torch.Generator().manual_seed(2))
+    features = batch.region_features.clone()
+    out = IoURegionMasking(inplace_features=True)(batch.replace(region_features=features),
+                                                  torch.Generator().manual_seed(2))
+    assert out.region_features is features  # zeroed in the batch's own tensor
+    assert torch.equal(features, expected.region_features)
+    assert torch.equal(out.region_masked, expected.region_masked)

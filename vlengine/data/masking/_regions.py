@@ -12,8 +12,20 @@ def targets_where(selected: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.where(selected, labels, torch.full_like(labels, IGNORE_INDEX))
 
 
-def zero_rows(features: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-    """A copy of ``features`` [B, R, D] with the masked regions' vectors set to 0 (the input is untouched)."""
+def zero_rows(features: torch.Tensor, masked: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``features`` [B, R, D] with the masked regions' vectors set to 0.
+
+    Out of place by default (the input is untouched). ``inplace`` writes only the
+    masked rows of ``features`` itself: for a [256, 100, 2048] float32 batch that
+    saves a 200 MB copy per step when the caller does not reuse the batch.
+    """
+    if inplace:  # index_fill_ on the rows touches only the masked rows (masked_fill_ reads all of them)
+        if features.is_contiguous():
+            rows = masked.reshape(-1).nonzero().squeeze(1)
+            features.view(-1, features.shape[-1]).index_fill_(0, rows, 0)
+        else:
+            features[masked] = 0
+        return features
     return features.masked_fill(masked[..., None], 0)
 
 

@@ -26,6 +26,10 @@ class IoURegionMasking:
     preset: ``vlengine.ops.INTERBERT_PAPER`` (0.15, IoU > 0.4; default) or
         ``INTERBERT_RELEASED`` (0.1, IoU >= 0.4).
     backend: the op backend (None = fastest available).
+    inplace_features: zero the masked rows of ``batch.region_features``
+        itself instead of a copy (for batches used once, e.g. fresh from the
+        DataLoader; ConditionalMasking stays correct, as it never masks
+        negative rows).
 
     Fills ``region_masked``, ``region_features`` (zeroed copy),
     ``region_targets`` (``region_labels`` on masked regions, IGNORE_INDEX
@@ -34,6 +38,7 @@ class IoURegionMasking:
 
     preset: RegionMaskPreset = INTERBERT_PAPER
     backend: str | None = None
+    inplace_features: bool = False
 
     def __call__(self, batch: VLBatch, generator: torch.Generator | None = None) -> VLBatch:
         name = type(self).__name__
@@ -44,5 +49,5 @@ class IoURegionMasking:
         labels = region_labels(name, batch, valid)
         generator = generator_for(name, generator, valid.device)
         masked = sample_region_mask(boxes, valid, generator=generator, backend=self.backend, **self.preset.kwargs())
-        return batch.replace(region_masked=masked, region_features=zero_rows(features, masked),
+        return batch.replace(region_masked=masked, region_features=zero_rows(features, masked, self.inplace_features),
                              region_targets=targets_where(masked, labels))
