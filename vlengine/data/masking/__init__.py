@@ -30,9 +30,10 @@ Region policies (fill ``region_masked`` [B, R] bool and ``region_targets`` [B, R
         [K, 5] (batch_index, x1, y1, x2, y2), the boxes to pass to
         ``vlengine.ops.mask_pixels`` (raw images) or
         ``vlengine.ops.roi_align_masked(masked_boxes=...)``.
-    IoURegionMasking(preset=vlengine.ops.INTERBERT_PAPER)
+    IoURegionMasking(preset=vlengine.ops.INTERBERT_PAPER, inplace_features=False)
         InterBERT MRM via ``vlengine.ops.sample_region_mask``; masked
-        ``region_features`` are zeroed.
+        ``region_features`` are zeroed (in a copy, or with inplace_features
+        in the batch's own tensor: no full copy per step, for batches used once).
     ObjectPredictionMasking(prob=0.15)
         SemVLP masked object prediction; masked features zeroed,
         ``region_feature_targets`` = the original features.
