@@ -3,25 +3,9 @@ for the IoU tests (box_iou_batched, iou_neighbourhood_mask, sample_region_mask).
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import torch
-
-
-def _root_conftest():
-    """tests/conftest.py, loaded by path: ``from conftest import ...`` picks whichever
-    conftest.py was imported first (tests/data has one too), so it breaks when
-    both folders are collected in one run."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conftest.py")
-    spec = importlib.util.spec_from_file_location("vlengine_tests_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-backend_params = _root_conftest().backend_params
+from backend_cases import backend_params  # noqa: F401 - re-exported for the IoU tests
 
 
 def random_boxes(b: int, n: int, rng: torch.Generator, dtype=torch.float32, grid: bool = True,

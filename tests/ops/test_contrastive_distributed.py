@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import available_backends
+from backend_cases import available_backends
 
 WORLD = 2
 

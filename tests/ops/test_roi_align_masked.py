@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import backend_params
+from backend_cases import backend_params
 
 import vlengine.ops as ops
 from vlengine.ops import reference
