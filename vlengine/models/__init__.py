@@ -31,8 +31,8 @@ region_features / region_boxes / region_valid / image_size (regions; absent for
 a text-only batch), text_only (rows that get no regions), region_masked (VL-BERT:
 appearance replaced by a learned mask vector; InterBERT/SemVLP: zeroed), images
 (end-to-end mode with a visual front-end). Labels use IGNORE_INDEX = -100. Heads
-compute only at the labelled rows (MLM gathers masked tokens first; fused
-chunked linear + CE by default).
+compute only at the labelled rows (MLM gathers masked tokens first, then chunks
+the linear + CE when the [M, V] logits would be large: ``MaskedLMHead(fused=...)``).
 """
 
 from .config import VLConfig

@@ -1,6 +1,6 @@
 """Pretraining and task heads, one per file. Each has ``forward`` (logits / embeddings) and ``loss`` (from VLBatch fields).
 
-    MaskedLMHead               MLM tied to the word embeddings; logits only at masked rows; fused chunked CE
+    MaskedLMHead               MLM tied to the word embeddings; logits only at masked rows; chunked fused CE option
     RegionClassificationHead   masked region classification, hard labels or soft 1601-score targets
     RegionFeatureRegressionHead  masked region feature regression (MSE or smooth L1)
     ITMHead / NSPHead          2-way classifiers on the pooled output (ITM / sentence-image relation; NSP)
