@@ -71,7 +71,11 @@ def test_recipe_trains_through_deepspeed(corpus, recipe, tmp_path):
 
 def test_main_job_cli_end_to_end(corpus, tmp_path):
     out = str(tmp_path / "run")
-    env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONPATH=ROOT)
+    # The in-process tests above made this process a one-rank group (RANK, MASTER_PORT, ... in
+    # os.environ): the CLI must start its own group, not join that one.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(DS_ACCELERATOR="cpu", PYTHONPATH=ROOT)
     cmd = [sys.executable, "-m", "vlengine.cli", "pretrain", "--output-dir", out, "--set", f"data.corpus={corpus}",
            "--set", "train.total_steps=3", "--set", "train.warmup_steps=1", "--set", "train.log_every=1",
            "--set", "eval.captions=16", "--set", "eval.retrieval_images=4"]
