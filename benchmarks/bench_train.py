@@ -134,10 +134,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="total steps; the second half is measured")
     parser.add_argument("--text-len", type=int, default=32)
     parser.add_argument("--regions", type=int, default=36)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--csv", default=os.path.join(ROOT, "benchmarks", "results", "train.csv"))
     args = parser.parse_args()
 
     import torch.distributed as dist
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for size in args.sizes:
         for recipe in args.recipes:

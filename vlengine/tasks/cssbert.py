@@ -59,11 +59,13 @@ class CSSBertPretraining(nn.Module):
                 group = torch.distributed.group.WORLD
                 rows = _first_k_on_every_rank(rows, group)
             e, f = out.extras["sentence_embedding"], out.extras["image_embedding"]
-            if bool(rows.any()):   # the same on every rank: the selection size was agreed above
+            # PwCL's denominator sums over i != j: it needs two matched pairs (the count is the
+            # same on every rank: it was agreed above)
+            if int(rows.sum()) >= 2:
                 pwcl = contrastive_loss(e[rows], f[rows], self.temperature, kind=self.kind, normalize=False,
                                         group=group)
                 metrics["pwcl_loss"] = pwcl.detach().float()
-            else:  # no matched pair in this step: a zero that still reaches the projection's parameters
+            else:  # fewer than two matched pairs in this step: a zero that still reaches the projection
                 pwcl = (e.sum() + f.sum()) * 0.0
                 metrics["pwcl_loss"] = torch.tensor(float("nan"))
             loss = loss + self.pwcl_weight * pwcl
