@@ -19,16 +19,26 @@ def mlm_term(head, text_hidden: torch.Tensor, labels: torch.Tensor, name: str = 
     return loss, {f"{name}_loss": loss.detach().float(), f"{name}_acc": acc}
 
 
+def predicted_regions(batch: VLBatch) -> torch.Tensor:
+    """[B, R] bool: the regions a classification loss covers.
+
+    The masking policy's selection (region_targets != IGNORE_INDEX) when it set
+    targets: VL-BERT selects 15% of RoIs, masks 90% of those and keeps 10%
+    unmasked, and all selected ones are predicted. Otherwise the masked ones.
+    """
+    if batch.region_targets is not None:
+        return batch.region_targets != IGNORE_INDEX
+    return batch.region_masked
+
+
 def region_class_term(head, region_hidden: torch.Tensor, batch: VLBatch, soft: bool, name: str = "mrc"):
     """Masked region classification (hard or soft targets) and its accuracy against the hard labels."""
     soft_targets = batch.region_soft_labels if soft else None
-    loss = head.loss(region_hidden, batch.region_masked, batch.region_targets, soft_targets)
+    loss = head.loss(region_hidden, predicted_regions(batch), batch.region_targets, soft_targets)
     metrics = {f"{name}_loss": loss.detach().float()}
     if batch.region_targets is not None:
         with torch.no_grad():
-            targets = torch.where(batch.region_masked, batch.region_targets,
-                                  torch.full_like(batch.region_targets, IGNORE_INDEX))
-            metrics[f"{name}_acc"] = accuracy(head(region_hidden.detach()), targets)
+            metrics[f"{name}_acc"] = accuracy(head(region_hidden.detach()), batch.region_targets)
     return loss, metrics
 
 

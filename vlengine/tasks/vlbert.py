@@ -16,10 +16,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.data.batch import VLBatch
 from vlengine.models.heads import ITMHead, MaskedLMHead, RegionClassificationHead
 
 from .output import TaskOutput, accuracy
+from .terms import region_class_term
 
 Masker = Callable[[VLBatch, torch.Generator], VLBatch]
 
@@ -82,15 +83,9 @@ class VLBertPretraining(nn.Module):
             logits, labels = self.mlm.masked_logits(out.text.detach(), batch.mlm_labels)
             metrics["mlm_acc"] = accuracy(logits, labels)
         if out.regions is not None and batch.region_masked is not None and self.mrc_weight > 0:
-            soft = batch.region_soft_labels if self.soft_region_targets else None
-            mrc_loss = self.mrc.loss(out.regions, batch.region_masked, batch.region_targets, soft)
+            mrc_loss, mrc_metrics = region_class_term(self.mrc, out.regions, batch, self.soft_region_targets)
             loss = loss + self.mrc_weight * mrc_loss
-            metrics["mrc_loss"] = mrc_loss.detach().float()
-            if batch.region_targets is not None:
-                with torch.no_grad():
-                    targets = torch.where(batch.region_masked, batch.region_targets,
-                                          torch.full_like(batch.region_targets, IGNORE_INDEX))
-                    metrics["mrc_acc"] = accuracy(self.mrc(out.regions.detach()), targets)
+            metrics.update(mrc_metrics)
         if self.itm is not None and batch.itm_label is not None and self._has_pairs(batch):
             rows = ~batch.text_only if batch.text_only is not None else torch.ones_like(batch.itm_label, dtype=torch.bool)
             itm_logits = self.itm(out.pooled[rows])
