@@ -4,7 +4,7 @@ A step is the whole thing: masking (the recipe's policies), forward, backward,
 ZeRO reduction and the optimizer, through `vlengine.training.loop.train`. Inputs
 are synthetic batches with VL-BERT's shapes (text + regions with 2048-d
 features); the first half of the steps warms up, the second half is measured.
-MFU counts 6 x trainable parameters x tokens per step against the GPU's dense
+MFU counts 6 x trainable non-embedding parameters x tokens per step against the GPU's dense
 bf16/fp16 peak, or on a CPU against the measured fp32 matmul rate of this machine.
 
     DS_ACCELERATOR=cpu python benchmarks/bench_train.py                       # tiny models on the CPU

@@ -128,6 +128,7 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
 
     prepare = getattr(module, "prepare_batch", None)
     n_params = trainable_parameters(module)
+    flop_params = trainable_parameters(module, exclude_embeddings=True)
     peak, peak_source = peak_flops(engine.device, settings.peak_tflops)
     meter = ThroughputMeter(world, peak)
     tb_dir = os.path.join(settings.output_dir, "tensorboard") if settings.output_dir and settings.tensorboard else None
@@ -176,7 +177,7 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
             engine.step()
             step_loss += float(out.loss.detach()) / accum
             averager.add({k: v for k, v in out.metrics.items()})
-            meter.add(samples, tokens, model_flops(module, batch, tokens, n_params))
+            meter.add(samples, tokens, model_flops(module, batch, tokens, flop_params))
         step += 1
         if world > 1:
             loss_t = torch.tensor([step_loss], dtype=torch.float64, device=engine.device)

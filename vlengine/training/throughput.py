@@ -1,8 +1,8 @@
 """Samples/s, tokens/s and model FLOPs utilisation (MFU).
 
 MFU = model FLOPs actually done per second / peak FLOPs of the hardware.
-Model FLOPs are counted as the module says (`flops_per_sample`) or, failing
-that, 6 x trainable parameters x tokens (forward + backward of every weight
+Model FLOPs are counted as the module says (`flops_per_batch`) or, failing
+that, 6 x trainable non-embedding parameters x tokens (forward + backward of every weight
 once per token, the nanoGPT / PaLM convention; recomputation is not counted).
 
 Peaks for GPUs are the vendors' dense fp16/bf16 tensor-core figures. On a CPU
@@ -71,10 +71,18 @@ def count_tokens(batch) -> int:
     return tokens
 
 
-def trainable_parameters(module: torch.nn.Module) -> int:
+def trainable_parameters(module: torch.nn.Module, exclude_embeddings: bool = False) -> int:
     """Trainable parameters, counting tied weights once. Under ZeRO-3 a parameter's local tensor
-    is an empty shard, so DeepSpeed's recorded full size (`ds_numel`) is used when present."""
+    is an empty shard, so DeepSpeed's recorded full size (`ds_numel`) is used when present.
+
+    exclude_embeddings: leave out nn.Embedding tables (a lookup costs no FLOPs: the 6N of
+    MFU counts non-embedding parameters, as PaLM / nanoGPT do).
+    """
     seen = set()
+    if exclude_embeddings:
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.Embedding):
+                seen.update(id(p) for p in sub.parameters())
     total = 0
     for p in module.parameters():
         if not p.requires_grad or id(p) in seen:
