@@ -64,7 +64,7 @@ def composition(features, rois, masked, out, scale):
     return torchvision.ops.roi_align(x, rois, out, scale, 1, False)
 
 
-def bench_roi_align(device, case_names, repeats):
+def bench_roi_align(device, case_names, repeats, warmup=2):
     gen = torch.Generator().manual_seed(0)
     rows = []
     scale = 1.0 / STRIDE
@@ -104,9 +104,11 @@ def bench_roi_align(device, case_names, repeats):
 
             with torch.no_grad():
                 rows.append(measure("roi_align_masked", case, provider, "forward", lambda: fn(feats), device,
-                                    repeats=repeats))
-            rows.append(measure("roi_align_masked", case, provider, "backward", backward_only, device, repeats=repeats))
-            rows.append(measure("roi_align_masked", case, provider, "both", both, device, repeats=repeats))
+                                    repeats=repeats, warmup=warmup))
+            rows.append(measure("roi_align_masked", case, provider, "backward", backward_only, device,
+                                repeats=repeats, warmup=warmup))
+            rows.append(measure("roi_align_masked", case, provider, "both", both, device, repeats=repeats,
+                                warmup=warmup))
             del y
     return rows
 
@@ -144,10 +146,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cases", default="small,vlbert,large")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--skip-mask-pixels", action="store_true")
     args = parser.parse_args(argv)
     print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
-    rows = bench_roi_align(args.device, args.cases.split(","), args.repeats)
+    rows = bench_roi_align(args.device, args.cases.split(","), args.repeats, args.warmup)
     print_table(rows, baseline="composition")
     print(f"\nCSV: {append_csv('roi_align_masked', rows, args.device)}")
     if not args.skip_mask_pixels:

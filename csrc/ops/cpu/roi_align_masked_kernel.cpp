@@ -75,8 +75,10 @@ at::Tensor roi_align_masked_forward_cpu(const at::Tensor& input, const at::Tenso
   const auto rois_d = checked_boxes(rois, "rois", N);
   const auto masked_d = checked_boxes(masked_boxes, "masked_boxes", N);
   const int64_t K = rois.size(0);
-  auto output = at::zeros({K, C, pooled_h, pooled_w}, input.options());
-  if (K == 0 || C == 0 || H == 0 || W == 0) return output;
+  if (K == 0 || C == 0 || H == 0 || W == 0) return at::zeros({K, C, pooled_h, pooled_w}, input.options());
+  // Every element is written below: no zero fill, and the pages are first
+  // touched by the worker threads that write them.
+  auto output = at::empty({K, C, pooled_h, pooled_w}, input.options());
   const auto cell_mask = masked_d.size(0) > 0 ? build_cell_mask_cpu(masked_d, N, H, W, spatial_scale) : at::Tensor();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_masked_cpu", [&] {
