@@ -72,6 +72,18 @@ def _drop_masked(w, mask_plane, y, x, W, HAS_MASK: tl.constexpr):
 
 
 @triton.jit
+def _sample_taps(y, x, H, W, mask_plane, HAS_MASK: tl.constexpr):
+    """The four cells one sample reads and their weights, zero on masked cells and off the map."""
+    y0, y1, wy0, wy1 = _axis_tap(y, H)
+    x0, x1, wx0, wx1 = _axis_tap(x, W)
+    w00 = _drop_masked(wy0 * wx0, mask_plane, y0, x0, W, HAS_MASK)
+    w01 = _drop_masked(wy0 * wx1, mask_plane, y0, x1, W, HAS_MASK)
+    w10 = _drop_masked(wy1 * wx0, mask_plane, y1, x0, W, HAS_MASK)
+    w11 = _drop_masked(wy1 * wx1, mask_plane, y1, x1, W, HAS_MASK)
+    return y0, y1, x0, x1, w00, w01, w10, w11
+
+
+@triton.jit
 def _roi_align_masked_fwd_kernel(input_ptr, rois_ptr, mask_ptr, out_ptr, C, H, W, s_n, s_c, s_h, s_w,
                                  spatial_scale, PH: tl.constexpr, PW: tl.constexpr, SAMPLING_RATIO: tl.constexpr,
                                  ALIGNED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -90,14 +102,9 @@ def _roi_align_masked_fwd_kernel(input_ptr, rois_ptr, mask_ptr, out_ptr, C, H, W
     acc = tl.zeros([BLOCK_C], dtype=start_h.dtype)
     for iy in range(0, grid_h):
         y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
-        y0, y1, wy0, wy1 = _axis_tap(y, H)
         for ix in range(0, grid_w):
             x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
-            x0, x1, wx0, wx1 = _axis_tap(x, W)
-            w00 = _drop_masked(wy0 * wx0, mask_plane, y0, x0, W, HAS_MASK)
-            w01 = _drop_masked(wy0 * wx1, mask_plane, y0, x1, W, HAS_MASK)
-            w10 = _drop_masked(wy1 * wx0, mask_plane, y1, x0, W, HAS_MASK)
-            w11 = _drop_masked(wy1 * wx1, mask_plane, y1, x1, W, HAS_MASK)
+            y0, y1, x0, x1, w00, w01, w10, w11 = _sample_taps(y, x, H, W, mask_plane, HAS_MASK)
             v00 = tl.load(base + y0 * s_h + x0 * s_w, mask=cmask, other=0.0).to(acc.dtype)
             v01 = tl.load(base + y0 * s_h + x1 * s_w, mask=cmask, other=0.0).to(acc.dtype)
             v10 = tl.load(base + y1 * s_h + x0 * s_w, mask=cmask, other=0.0).to(acc.dtype)
@@ -127,14 +134,9 @@ def _roi_align_masked_bwd_kernel(grad_ptr, rois_ptr, mask_ptr, grad_in_ptr, C, H
     g = g.to(grad_in_ptr.dtype.element_ty) / count
     for iy in range(0, grid_h):
         y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
-        y0, y1, wy0, wy1 = _axis_tap(y, H)
         for ix in range(0, grid_w):
             x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
-            x0, x1, wx0, wx1 = _axis_tap(x, W)
-            w00 = _drop_masked(wy0 * wx0, mask_plane, y0, x0, W, HAS_MASK)
-            w01 = _drop_masked(wy0 * wx1, mask_plane, y0, x1, W, HAS_MASK)
-            w10 = _drop_masked(wy1 * wx0, mask_plane, y1, x0, W, HAS_MASK)
-            w11 = _drop_masked(wy1 * wx1, mask_plane, y1, x1, W, HAS_MASK)
+            y0, y1, x0, x1, w00, w01, w10, w11 = _sample_taps(y, x, H, W, mask_plane, HAS_MASK)
             tl.atomic_add(plane + y0 * W + x0, g * w00, mask=cmask)  # zero weights add nothing
             tl.atomic_add(plane + y0 * W + x1, g * w01, mask=cmask)  # zero weights add nothing
             tl.atomic_add(plane + y1 * W + x0, g * w10, mask=cmask)  # zero weights add nothing
