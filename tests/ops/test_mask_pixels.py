@@ -125,3 +125,5 @@ def test_bad_input(backend):
         ops.mask_pixels(images, torch.tensor([[0, 1.0, 3, 2, 2]]), backend=backend)
     with pytest.raises(TypeError, match="images"):
         ops.mask_pixels(images.long(), ok, backend=backend)
+    with pytest.raises(RuntimeError, match="one device"):
+        ops.mask_pixels(images, ok.to("meta"), backend=backend)

@@ -212,6 +212,8 @@ def test_bad_input_names_the_argument(backend):
         ops.roi_align_masked(x, good, none, 2, spatial_scale=0.0, backend=backend)
     with pytest.raises(RuntimeError, match="cannot run here"):
         ops.roi_align_masked(x, good, none, 2, backend="cuda")
+    with pytest.raises(RuntimeError, match="one device"):  # a device mismatch, without needing a GPU
+        ops.roi_align_masked(x, good.to("meta"), none, 2, backend=backend)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
