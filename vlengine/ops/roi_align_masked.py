@@ -74,9 +74,10 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     the CUDA backward has a deterministic mode
     (``torch.use_deterministic_algorithms(True)``).
     """
-    rois = _checks.boxes_to_rois("roi_align", "boxes", boxes, input) if isinstance(input, torch.Tensor) else boxes
-    empty = rois.new_zeros((0, 5)) if isinstance(rois, torch.Tensor) else None
-    return roi_align_masked(input, rois, empty, output_size, spatial_scale, sampling_ratio, aligned, backend=backend)
+    _checks.check_tensor("roi_align", "input", input, ndim=4, floating=True)
+    rois = _checks.boxes_to_rois("roi_align", "boxes", boxes, input)
+    no_masks = input.new_zeros((0, 5))
+    return roi_align_masked(input, rois, no_masks, output_size, spatial_scale, sampling_ratio, aligned, backend=backend)
 
 
 # ---- torch.library registration: fake kernels and autograd for each compiled backend ----
