@@ -1,4 +1,4 @@
-"""Builds vlengine._C: a CppExtension always, a CUDAExtension when torch has CUDA and a toolkit is found.
+"""Builds vlengine._C (CPU) always, and vlengine._C_cuda when torch has CUDA and a toolkit is found.
 
 Install with ``pip install --no-build-isolation -e .`` (torch must already be
 installed: the extension is compiled against the torch you run). Environment:
@@ -56,32 +56,26 @@ def _cuda_extra_includes():
     return sorted(set(dirs))
 
 
-def extension():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
+def extensions():
+    """vlengine._C (schemas + CPU kernels) always; vlengine._C_cuda (CUDA kernels) when a toolkit is found."""
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     cxx_flags = ["-O3", "-fopenmp", CXX_STD]
-    define_macros = []
-    use_cuda = toolkit is not None and torch.version.cuda is not None
-    if use_cuda:
-        sources += sorted(glob.glob("csrc/ops/cuda/*.cu"))
-        define_macros.append(("WITH_CUDA", None))
+    cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
+    exts = [CppExtension("vlengine._C", cpu_sources, include_dirs=include_dirs,
+                         extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"])]
+    if toolkit is not None and torch.version.cuda is not None:
         archs = toolkit_mod.arch_list(toolkit)
         print(f"vlengine: CUDA {toolkit.version_str} at {toolkit.home}; building for {';'.join(archs)}")
-        nvcc_flags = ["-O3", CXX_STD, "--expt-relaxed-constexpr", "-lineinfo"]
-        nvcc_flags += toolkit_mod.gencode_flags(archs)
-        return CUDAExtension(
-            "vlengine._C",
-            sources,
-            include_dirs=include_dirs + _cuda_extra_includes(),
-            define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
-            extra_link_args=["-fopenmp"],
-        )
-    reason = "VLENGINE_NO_CUDA=1" if os.environ.get(toolkit_mod.NO_CUDA_ENV) == "1" else (
-        "no CUDA toolkit found" if toolkit is None else "torch is a CPU build")
-    print(f"vlengine: building the CPU extension only ({reason})")
-    return CppExtension("vlengine._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-                        extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"])
+        nvcc_flags = ["-O3", CXX_STD, "--expt-relaxed-constexpr", "-lineinfo"] + toolkit_mod.gencode_flags(archs)
+        cuda_sources = sorted(glob.glob("csrc/ops/cuda/*.cu")) + ["csrc/ops/cuda/module.cpp"]
+        exts.append(CUDAExtension("vlengine._C_cuda", cuda_sources, include_dirs=include_dirs + _cuda_extra_includes(),
+                                  define_macros=[("WITH_CUDA", None)],
+                                  extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags}))
+    else:
+        reason = "VLENGINE_NO_CUDA=1" if os.environ.get(toolkit_mod.NO_CUDA_ENV) == "1" else (
+            "no CUDA toolkit found" if toolkit is None else "torch is a CPU build")
+        print(f"vlengine: building the CPU extension only ({reason})")
+    return exts
 
 
 setup(
@@ -93,7 +87,7 @@ setup(
     # Triton kernels live in the top-level kernels/ folder and ship inside the package.
     package_dir={"vlengine.kernels": "kernels"},
     package_data={"vlengine": ["data/embedded/*.txt", "data/embedded/*.json"]},
-    ext_modules=[extension()],
+    ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack"],
     extras_require={

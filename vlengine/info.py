@@ -69,9 +69,13 @@ def report() -> str:
     if ext is None:
         lines.append(f"vlengine._C     NOT BUILT: {_extension.error()}")
     else:
-        cuda = f"CUDA {ext.cuda_version() // 1000}.{ext.cuda_version() % 1000 // 10}" if ext.built_with_cuda() \
-            else "no CUDA"
-        lines.append(f"vlengine._C     built ({cuda}, OpenMP {'on' if ext.built_with_openmp() else 'off'})")
+        lines.append(f"vlengine._C     built (CPU kernels, OpenMP {'on' if ext.built_with_openmp() else 'off'})")
+    cuda_ext = _extension.load_cuda()
+    if cuda_ext is not None:
+        v = cuda_ext.cuda_version()
+        lines.append(f"vlengine._C_cuda loaded (CUDA {v // 1000}.{v % 1000 // 10} kernels)")
+    else:
+        lines.append(f"vlengine._C_cuda {'built' if _extension.cuda_built() else 'not built'}: {_extension.cuda_error()}")
 
     import vlengine.ops  # noqa: F401 - registers every op, Triton ones included, before we look
 

@@ -68,10 +68,10 @@ def reason_unavailable(backend: str, device: torch.device, op: str | None = None
         if device.type != "cpu":
             return f"the CPU kernels take CPU tensors, got {device.type}"
     elif backend == "cuda":
-        if not ext.built_with_cuda():
-            return "vlengine._C was built without CUDA (no toolkit found at build time, or VLENGINE_NO_CUDA=1)"
         if device.type != "cuda":
             return f"the CUDA kernels take CUDA tensors, got {device.type}"
+        if _extension.load_cuda() is None:
+            return _extension.cuda_error()
     if op is not None and not _op_registered(op):
         return f"the compiled extension has no op {op!r}; rebuild it"
     return None
