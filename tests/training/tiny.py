@@ -89,7 +89,7 @@ def main() -> None:
                         help="simulate a crash: SIGKILL this process halfway through writing checkpoint N")
     args = parser.parse_args()
 
-    from vlengine.training.engine import init_distributed
+    from vlengine.training.engine import init_distributed, shutdown_distributed
     from vlengine.training.loop import train
     from vlengine.training.resumable_loader import ResumableLoader
     from vlengine.training.settings import TrainSettings
@@ -108,6 +108,7 @@ def main() -> None:
             json.dump({"losses": result.losses, "tasks": result.tasks, "start_step": result.start_step,
                        "final_step": result.final_step, "metrics": result.last_metrics,
                        "exported": result.exported}, f)
+    shutdown_distributed()
 
 
 def _arm_kill_on_save(nth: int) -> None:

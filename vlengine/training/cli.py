@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if dist.get_rank() == 0:
         elapsed = time.time() - start
         _summary(result, elapsed, cfg)
+    from .engine import shutdown_distributed
+    shutdown_distributed()
     return 0
 
 

@@ -39,6 +39,20 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group cleanly: all ranks meet, then the group is destroyed.
+
+    A rank that exits with the group still up can abort in teardown ("terminate
+    called without an active exception" from a communication thread), turning a
+    finished run into a failed exit code.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def load_deepspeed_config(source: dict | str) -> dict:
     """A DeepSpeed config from a dict or a JSON file; errors name the file."""
     if isinstance(source, dict):
