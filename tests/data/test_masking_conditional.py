@@ -9,36 +9,26 @@ from vlengine.data.masking import PAPERS, ConditionalMasking, MLMMasking, RoIMas
 
 
 @pytest.mark.parametrize("paper", PAPERS)
-def test_negatives_keep_inputs_and_get_no_labels(paper, rng):
+def test_negatives_are_masked_like_positives_but_get_no_labels(paper, rng):
+    # Unmasked negatives would give the pair label away ("no [MASK] token" = random caption).
     batch = region_batch(32, 16, 12, rng)
     negative = batch.itm_label == 0
     assert negative.any() and (~negative).any()
     out = masking_for(paper, VOCAB)(batch, torch.Generator().manual_seed(3))
-    assert torch.equal(out.input_ids[negative], batch.input_ids[negative])
+    plain = masking_for(paper, VOCAB)(batch.replace(itm_label=None), torch.Generator().manual_seed(3))
+    assert torch.equal(out.input_ids, plain.input_ids)
+    assert not torch.equal(out.input_ids[negative], batch.input_ids[negative])
     assert (out.mlm_labels[negative] == IGNORE_INDEX).all()
+    assert torch.equal(out.mlm_labels[~negative], plain.mlm_labels[~negative])
     assert (out.mlm_labels[~negative] != IGNORE_INDEX).any()
     if out.region_masked is not None:
-        assert not out.region_masked[negative].any()
+        assert torch.equal(out.region_masked, plain.region_masked)
+        assert out.region_masked[negative].any()
         assert (out.region_targets[negative] == IGNORE_INDEX).all()
-        assert torch.equal(out.region_features[negative], batch.region_features[negative])
+        assert torch.equal(out.region_targets[~negative], plain.region_targets[~negative])
+        assert torch.equal(out.region_features, plain.region_features)
     if out.masked_rois is not None:
-        assert not negative[out.masked_rois[:, 0].long()].any()
-        assert len(out.masked_rois) == int(out.region_masked.sum())
-
-
-@pytest.mark.parametrize("paper", PAPERS)
-def test_positives_are_masked_as_without_itm_labels(paper, rng):
-    # Draws do not depend on the ITM labels: positive rows are exactly what the
-    # policies give with no labels at all.
-    batch = region_batch(16, 16, 12, rng)
-    positive = batch.itm_label == 1
-    with_labels = masking_for(paper, VOCAB)(batch, torch.Generator().manual_seed(8))
-    without = masking_for(paper, VOCAB)(batch.replace(itm_label=None), torch.Generator().manual_seed(8))
-    assert torch.equal(with_labels.input_ids[positive], without.input_ids[positive])
-    assert torch.equal(with_labels.mlm_labels[positive], without.mlm_labels[positive])
-    if without.region_masked is not None:
-        assert torch.equal(with_labels.region_masked[positive], without.region_masked[positive])
-        assert torch.equal(with_labels.region_targets[positive], without.region_targets[positive])
+        assert torch.equal(out.masked_rois, plain.masked_rois)
 
 
 def test_policies_run_in_order_and_accept_one_policy(rng):
@@ -68,7 +58,7 @@ def test_bad_arguments(rng):
         masking_for("semvlp", VOCAB)(batch.replace(itm_label=batch.itm_label.bool()))
 
 
-def test_in_place_region_masking_leaves_negatives_untouched(rng):
+def test_in_place_region_masking_masks_negatives_without_labels(rng):
     from vlengine.data.masking import IoURegionMasking, SpanMasking
 
     batch = region_batch(16, 16, 12, rng)
@@ -76,5 +66,7 @@ def test_in_place_region_masking_leaves_negatives_untouched(rng):
     negative = batch.itm_label == 0
     policy = ConditionalMasking((SpanMasking(VOCAB), IoURegionMasking(inplace_features=True)))
     out = policy(batch, torch.Generator().manual_seed(0))
-    assert torch.equal(out.region_features[negative], original[negative])
+    assert out.region_masked[negative].any()
     assert (out.region_features[out.region_masked] == 0).all()
+    assert torch.equal(out.region_features[~out.region_masked], original[~out.region_masked])
+    assert (out.region_targets[negative] == IGNORE_INDEX).all()

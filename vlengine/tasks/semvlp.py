@@ -17,7 +17,7 @@ from vlengine.data.batch import VLBatch
 from vlengine.models.heads import ITMHead, MaskedLMHead, RegionClassificationHead, RegionFeatureRegressionHead
 
 from .output import TaskOutput
-from .terms import mlm_term, pair_term, paired_rows, region_class_term
+from .terms import mlm_term, pair_term, paired_rows, positive_rows, region_class_term
 
 TASKS = ("single", "two")
 
@@ -48,7 +48,9 @@ class SemVLPPretraining(nn.Module):
         loss, metrics = mlm_term(self.mlm, out.text, batch.mlm_labels)
         if batch.region_masked is not None:
             if batch.region_feature_targets is not None and self.weights["reg"] > 0:
-                reg = self.regression.loss(out.regions, batch.region_masked, batch.region_feature_targets)
+                # ITM negatives are masked too (conditional masking) but predict nothing
+                predicted = batch.region_masked & positive_rows(batch).unsqueeze(1)
+                reg = self.regression.loss(out.regions, predicted, batch.region_feature_targets)
                 loss = loss + self.weights["reg"] * reg
                 metrics["mop_reg_loss"] = reg.detach().float()
             if self.weights["label"] > 0:

@@ -40,8 +40,9 @@ Region policies (fill ``region_masked`` [B, R] bool and ``region_targets`` [B, R
 
 Combining:
     ConditionalMasking((text_policy, region_policy))
-        runs the policies in order, then gives ITM negatives (``itm_label ==
-        0``) back their unmasked inputs and no MLM/MRM labels.
+        runs the policies in order on every row, then drops the MLM/MRM
+        labels of ITM negatives (``itm_label == 0``): they are masked like
+        positives, so masking does not give the pair label away.
     masking_for(paper, vocab_size)
         each paper's combination: "vlbert", "interbert",
         "interbert-released", "semvlp", "cssbert".

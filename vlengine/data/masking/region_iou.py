@@ -28,8 +28,7 @@ class IoURegionMasking:
     backend: the op backend (None = fastest available).
     inplace_features: zero the masked rows of ``batch.region_features``
         itself instead of a copy (for batches used once, e.g. fresh from the
-        DataLoader; ConditionalMasking stays correct, as it never masks
-        negative rows).
+        DataLoader).
 
     Fills ``region_masked``, ``region_features`` (zeroed copy),
     ``region_targets`` (``region_labels`` on masked regions, IGNORE_INDEX
