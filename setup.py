@@ -95,5 +95,5 @@ setup(
         "train": ["deepspeed", "tensorboard"],
         "triton": ["triton"],
     },
-    entry_points={"console_scripts": ["vlengine=vlengine.cli:main"]},
+    entry_points={"console_scripts": ["vlengine=vlengine.cli:run"]},
 )

@@ -168,4 +168,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from vlengine.training.engine import exit_process, shutdown_distributed
     main()
+    shutdown_distributed()
+    exit_process(0)

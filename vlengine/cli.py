@@ -27,5 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     return int(module.main(argv[1:]) or 0)
 
 
+def run() -> None:
+    """The console command: `main`, then the exit a process that ran a process group needs."""
+    code = main()
+    engine = sys.modules.get("vlengine.training.engine")  # imported only by commands that train
+    if engine is not None:
+        engine.exit_process(code)  # see its docstring: gloo threads vs interpreter finalisation
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

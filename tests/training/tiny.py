@@ -89,7 +89,7 @@ def main() -> None:
                         help="simulate a crash: SIGKILL this process halfway through writing checkpoint N")
     args = parser.parse_args()
 
-    from vlengine.training.engine import init_distributed, shutdown_distributed
+    from vlengine.training.engine import exit_process, init_distributed, shutdown_distributed
     from vlengine.training.loop import train
     from vlengine.training.resumable_loader import ResumableLoader
     from vlengine.training.settings import TrainSettings
@@ -109,6 +109,7 @@ def main() -> None:
                        "final_step": result.final_step, "metrics": result.last_metrics,
                        "exported": result.exported}, f)
     shutdown_distributed()
+    exit_process(0)
 
 
 def _arm_kill_on_save(nth: int) -> None:

@@ -128,4 +128,5 @@ def _summary(result, elapsed: float, cfg) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .engine import exit_process
+    exit_process(main())
