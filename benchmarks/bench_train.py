@@ -9,6 +9,7 @@ bf16/fp16 peak, or on a CPU against the measured fp32 matmul rate of this machin
 
     DS_ACCELERATOR=cpu python benchmarks/bench_train.py                       # tiny models on the CPU
     python benchmarks/bench_train.py --sizes base large --precision bf16 --micro-batch 64 --steps 40   # a GPU
+    deepspeed --num_gpus 8 benchmarks/bench_train.py --sizes base --precision bf16 --micro-batch 64  # 8 GPUs
 
 Appends rows to benchmarks/results/train.csv with the git revision and device.
 """
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--regions", type=int, default=36)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--csv", default=os.path.join(ROOT, "benchmarks", "results", "train.csv"))
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     args = parser.parse_args()
 
     import torch.distributed as dist

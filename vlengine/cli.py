@@ -18,8 +18,18 @@ _SUBCOMMANDS = {
 }
 
 
+def _launcher_args_after_subcommand(argv: list[str]) -> list[str]:
+    """`deepspeed --module vlengine.cli pretrain ...` runs `vlengine.cli --local_rank=N pretrain ...`:
+    move the launcher's --local_rank behind the subcommand, which accepts it."""
+    leading = []
+    while argv and argv[0].startswith("--local_rank"):
+        take = 1 if "=" in argv[0] else 2
+        leading, argv = leading + argv[:take], argv[take:]
+    return argv[:1] + leading + argv[1:] if leading and argv else argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _launcher_args_after_subcommand(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in _SUBCOMMANDS:
         print(__doc__.strip())
         return 0 if not argv or argv[0] in ("-h", "--help") else 2

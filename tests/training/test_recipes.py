@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from train_launch import free_port
+
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +24,15 @@ def corpus(tmp_path_factory):
     from vlengine.data import build_embedded_corpus
     return build_embedded_corpus(str(tmp_path_factory.mktemp("corpus") / "c"), seed=3, num_train=48,
                                  num_heldout=24, num_text_documents=4)
+
+
+def _env_without_rank_variables() -> dict:
+    # The in-process tests in this module make this process a one-rank group (RANK, MASTER_PORT, ... in
+    # os.environ): a child must start its own group, not join that one.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(DS_ACCELERATOR="cpu", PYTHONPATH=ROOT)
+    return env
 
 
 def _config(corpus, recipe, objective, masking, data, tmp_path):
@@ -71,11 +82,7 @@ def test_recipe_trains_through_deepspeed(corpus, recipe, tmp_path):
 
 def test_main_job_cli_end_to_end(corpus, tmp_path):
     out = str(tmp_path / "run")
-    # The in-process tests above made this process a one-rank group (RANK, MASTER_PORT, ... in
-    # os.environ): the CLI must start its own group, not join that one.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(DS_ACCELERATOR="cpu", PYTHONPATH=ROOT)
+    env = _env_without_rank_variables()
     cmd = [sys.executable, "-m", "vlengine.cli", "pretrain", "--output-dir", out, "--set", f"data.corpus={corpus}",
            "--set", "train.total_steps=3", "--set", "train.warmup_steps=1", "--set", "train.log_every=1",
            "--set", "eval.captions=16", "--set", "eval.retrieval_images=4"]
@@ -90,6 +97,31 @@ def test_main_job_cli_end_to_end(corpus, tmp_path):
     weights = load_file(os.path.join(out, "model_fp32.safetensors"))
     assert any(name.startswith("model.") for name in weights)
     assert all(t.dtype.is_floating_point is False or str(t.dtype) == "torch.float32" for t in weights.values())
+
+
+def test_driver_script_under_deepspeeds_launcher_with_two_ranks(corpus, tmp_path):
+    """What the recipes' comments tell users to run: DeepSpeed's launcher (it adds --local_rank) over
+    train/pretrain.py, here 2 gloo ranks with the CPU smoke config (ZeRO-2)."""
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port",
+           str(free_port()), os.path.join(ROOT, "train", "pretrain.py"),
+           "--config", os.path.join(ROOT, "train", "configs", "cpu_gloo_smoke.yaml"), "--output-dir", out,
+           "--set", f"data.corpus={corpus}", "--set", "train.total_steps=4", "--set", "train.save_every=2",
+           "--set", "eval.captions=16", "--set", "eval.retrieval_images=4"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env_without_rank_variables(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 rank(s)" in proc.stdout + proc.stderr
+    with open(os.path.join(out, "eval.json")) as f:
+        assert json.load(f)["final_step"] == 4
+    with open(os.path.join(out, "checkpoints", "latest")) as f:
+        assert f.read().strip() == "step000000004"
+
+
+def test_module_form_accepts_the_launchers_local_rank_before_the_subcommand(capsys):
+    from vlengine.cli import main
+    assert main(["--local_rank=1", "pretrain", "--print-config"]) == 0
+    assert "recipe: vlbert" in capsys.readouterr().out
 
 
 def test_cli_reports_config_errors(tmp_path):

@@ -7,7 +7,7 @@
     vlengine pretrain export CKPT_DIR OUT.safetensors [--tag TAG]   fp32 weights of a checkpoint
 
 Multi-GPU / multi-node: start the same command under DeepSpeed's launcher, e.g.
-    deepspeed --hostfile hostfile -m vlengine.cli pretrain --config train/configs/vlbert_base_v100_fp16.yaml
+    deepspeed --hostfile hostfile train/pretrain.py --config train/configs/vlbert_base_v100_fp16.yaml
 """
 
 from __future__ import annotations
