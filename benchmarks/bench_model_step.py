@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import RESULTS_DIR, device_name, git_revision, peak_memory, time_fn  # noqa: E402
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch  # noqa: E402
+from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
 from vlengine.models import VLBert, VLConfig  # noqa: E402
 from vlengine.models.heads import MaskedLMHead, RegionClassificationHead  # noqa: E402
 

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import append_csv, measure, print_table, unavailable  # noqa: E402
 
 import vlengine.ops as ops  # noqa: E402
-from vlengine.data.batch import IGNORE_INDEX, VLBatch  # noqa: E402
+from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
 from vlengine.data.masking import (PAPERS, ConditionalMasking, IoURegionMasking, SpanMasking,  # noqa: E402
                                    masking_for)
 from vlengine.ops import _backend  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 VOCAB = 30522
 CLS, SEP, PAD, MASK = 101, 102, 0, 103

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 from vlengine.data.loading import (BatchPlan, ResumableBatchSampler, TextChunkDataset, make_pretrain_loader, shard_indices,
                                    token_budget_batches)
 from vlengine.data.store import open_store

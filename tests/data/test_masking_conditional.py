@@ -4,7 +4,7 @@ import pytest
 import torch
 from masking_batches import VOCAB, region_batch
 
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 from vlengine.data.masking import PAPERS, ConditionalMasking, MLMMasking, RoIMasking, masking_for
 
 

@@ -5,7 +5,7 @@ import torch
 from masking_batches import region_batch, within_three_sigma
 
 import vlengine.ops as ops
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 from vlengine.data.masking import IoURegionMasking, ObjectPredictionMasking, RoIMasking
 
 

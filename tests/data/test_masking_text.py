@@ -4,7 +4,7 @@ import pytest
 import torch
 from masking_batches import CLS, MASK, PAD, SEP, VOCAB, text_batch, within_three_sigma
 
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 from vlengine.data.masking import MLMMasking, SpanMasking
 
 SPECIALS = torch.tensor([PAD, CLS, SEP, MASK])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 from vlengine.models import VLConfig
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForPreTraining
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 from vlengine.models import VLBert, VLConfig
 from vlengine.models.heads import MaskedLMHead, NSPHead
 from vlengine.models.weights import load_bert

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 from vlengine.models import VLConfig
 from vlengine.models.heads import (ContrastiveProjection, ImageQAHead, InterBertITMHead, ITMHead, MaskedLMHead,
                                    NSPHead, RegionClassificationHead, RegionFeatureRegressionHead,

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch  # noqa: E402
+from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
 from vlengine.tasks.output import TaskOutput, accuracy  # noqa: E402
 
 VOCAB, CLASSES, LENGTH = 50, 4, 6

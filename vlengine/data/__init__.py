@@ -1,6 +1,6 @@
 """vlengine.data: feature stores, converters, text, loading and the embedded corpus.
 
-Entry points (imported lazily, so ``import vlengine.data.batch`` stays light):
+Entry points (imported lazily, so ``import vlengine.data`` stays light):
 
 Embedded corpus (the default data of ``vlengine pretrain``)::
 
@@ -24,7 +24,7 @@ Text::
     tok.encode("a red circle") -> Encoded(ids, word_ids); tok.mask_id, tok.pad_id, tok.vocab_size
     train_vocab(texts, path) / write_vocab(words, path)
 
-Loading (yields vlengine.data.batch.VLBatch)::
+Loading (yields vlengine.batch.VLBatch)::
 
     loader = make_pretrain_loader(root + "/train", text_corpus=root + "/text/corpus.txt", text_ratio=1.0,
                                   batch_size=32, itm_negative_prob=0.0, rank=0, world_size=1, seed=0)
@@ -60,8 +60,8 @@ _EXPORTS = {
     "collate_items": "vlengine.data.loading",
     "concat_batches": "vlengine.data.loading",
     "ImageTransform": "vlengine.data.images",
-    "VLBatch": "vlengine.data.batch",
-    "IGNORE_INDEX": "vlengine.data.batch",
+    "VLBatch": "vlengine.batch",
+    "IGNORE_INDEX": "vlengine.batch",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,7 +10,7 @@ Forward API (every architecture)::
     mlm = MaskedLMHead(config, model.embeddings.word_embeddings)   # tied decoder
     mrc = RegionClassificationHead(config)
 
-    out = model(batch)                           # batch: vlengine.data.batch.VLBatch
+    out = model(batch)                           # batch: vlengine.batch.VLBatch
     out.text      # [B, T, H] hidden state per text position of batch.input_ids (zeros on padding)
     out.regions   # [B, R, H] per region of batch.region_features (zeros on padding / text-only rows), or None
     out.pooled    # [B, H] BERT pooler on [CLS] (SemVLP two-stream: on [IMG]): input of ITM / NSP / QA heads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from .config import VLConfig
 from .heads.contrastive import ContrastiveProjection
@@ -53,8 +53,7 @@ class CSSBert(VLBert):
             no_regions = batch.replace(region_features=None, region_boxes=None, region_valid=None,
                                        region_masked=None, images=None, text_only=None)
             sentence = super().forward(no_regions).pooled
-            first = batch.text_mask.int().argmax(1, keepdim=True)
-            cls_only = torch.zeros_like(batch.text_mask).scatter(1, first, True)
+            cls_only = torch.zeros_like(batch.text_mask).scatter(1, batch.cls_index.unsqueeze(1), True)
             image = super().forward(batch.replace(text_mask=cls_only, token_type_ids=None)).image
         e, f = self.projection(sentence, image)
         out.extras["sentence_embedding"] = e

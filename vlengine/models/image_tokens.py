@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from .pooler import masked_mean
 from .region_embedding import whole_image_boxes
@@ -28,11 +28,8 @@ def image_sequence(batch: VLBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     without regions, so each stream always has a real token to attend to.
     """
     features = batch.region_features
-    b, r = features.shape[:2]
-    valid = batch.region_valid if batch.region_valid is not None else \
-        torch.ones((b, r), dtype=torch.bool, device=features.device)
-    if batch.text_only is not None:
-        valid = valid & ~batch.text_only.unsqueeze(1)
+    b = features.shape[0]
+    valid = batch.image_regions
     masked = batch.region_masked if batch.region_masked is not None else torch.zeros_like(valid)
     features = features.masked_fill(masked.unsqueeze(-1), 0.0)
     image_feature = masked_mean(features.float(), valid & ~masked).to(features.dtype)

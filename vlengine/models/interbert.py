@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from . import validation
 from .config import VLConfig
@@ -72,7 +72,7 @@ class InterBert(nn.Module):
         validation.check_text(batch, cfg)
         validation.check_regions(batch, cfg)
         text_mask = batch.text_mask
-        self.embeddings.check_positions(text_mask.sum(1) - 1)
+        self.embeddings.check_positions(batch.text_lengths - 1)
         text = self.embeddings.normalize(self.embeddings.tokens(
             batch.input_ids, self.embeddings.text_positions(text_mask), batch.token_type_ids))
         features, boxes, image_mask = image_sequence(batch)
@@ -88,8 +88,7 @@ class InterBert(nn.Module):
         image_out = image_layout.unpack(self.image_encoder(image_layout.pack([image_x]), image_layout), 0)
 
         regions, region_mask = image_out[:, 1:], image_mask[:, 1:]
-        first = text_mask.int().argmax(1)
-        cls = text_out[torch.arange(text_out.shape[0], device=text_out.device), first]
+        cls = text_out[torch.arange(text_out.shape[0], device=text_out.device), batch.cls_index]
         return VLOutput(text=text_out, regions=regions, pooled=self.pooler(cls),
                         image=masked_mean(regions, region_mask),
                         extras={"text_cls": cls, "image_cls": image_out[:, 0], "region_mask": region_mask})

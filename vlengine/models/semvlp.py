@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from . import validation
 from .config import VLConfig
@@ -74,7 +74,7 @@ class SemVLP(nn.Module):
         validation.check_text(batch, cfg)
         validation.check_regions(batch, cfg)
         text_mask = batch.text_mask
-        self.embeddings.check_positions(text_mask.sum(1) - 1)
+        self.embeddings.check_positions(batch.text_lengths - 1)
         text = self.embeddings.normalize(self.embeddings.tokens(
             batch.input_ids, self.embeddings.text_positions(text_mask), batch.token_type_ids))
         features, boxes, image_mask = image_sequence(batch)
@@ -92,8 +92,7 @@ class SemVLP(nn.Module):
                                        context=text_final, context_layout=text_layout)
             text_out, image_out = text_layout.unpack(text_final, 0), image_layout.unpack(image_final, 0)
 
-        first = text_mask.int().argmax(1)
-        cls = text_out[torch.arange(text_out.shape[0], device=text_out.device), first]
+        cls = text_out[torch.arange(text_out.shape[0], device=text_out.device), batch.cls_index]
         summary = cls if mode == "single" else image_out[:, 0]
         return VLOutput(text=text_out, regions=image_out[:, 1:], pooled=self.pooler(summary),
                         image=image_out[:, 0], extras={"mode": mode, "region_mask": image_mask[:, 1:]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 from vlengine.ops._checks import value_checks_enabled
 
 from .config import VLConfig
@@ -34,7 +34,7 @@ def _check(name: str, value, shape: tuple, kind: str, device) -> None:
 def check_text(batch: VLBatch, config: VLConfig) -> None:
     """input_ids / text_mask / token_type_ids shapes, dtypes, ranges; every row needs a real token."""
     if not isinstance(batch, VLBatch):
-        raise TypeError(f"the model takes a vlengine.data.batch.VLBatch, got {type(batch).__name__}")
+        raise TypeError(f"the model takes a vlengine.batch.VLBatch, got {type(batch).__name__}")
     ids = batch.input_ids
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         raise ValueError(f"VLBatch.input_ids must be a [B, T] tensor, got "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from . import validation
 from .config import VLConfig
@@ -16,18 +16,6 @@ from .outputs import VLOutput
 from .packing import SequenceLayout
 from .pooler import Pooler, masked_mean
 from .region_embedding import RegionFeatureProjection, whole_image_boxes
-
-
-def region_rows(batch: VLBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(region_mask [B, R], has_regions [B]): valid regions of rows that are not text-only."""
-    b = batch.input_ids.shape[0]
-    r = batch.region_boxes.shape[1]
-    valid = batch.region_valid if batch.region_valid is not None else \
-        torch.ones((b, r), dtype=torch.bool, device=batch.input_ids.device)
-    has_regions = valid.any(1)
-    if batch.text_only is not None:
-        has_regions = has_regions & ~batch.text_only
-    return valid & has_regions.unsqueeze(1), has_regions
 
 
 class VLBert(nn.Module):
@@ -90,9 +78,8 @@ class VLBert(nn.Module):
         if self.visual is None:
             raise ValueError("VLBatch carries images but this model was built without a visual front-end "
                              "(pass visual=VisualFrontEnd(...) or precomputed region_features)")
-        valid = batch.region_valid if batch.region_valid is not None else \
-            torch.ones(batch.region_boxes.shape[:2], dtype=torch.bool, device=batch.region_boxes.device)
-        return self.visual(batch.images, batch.region_boxes, valid, batch.region_masked, batch.image_size)
+        return self.visual(batch.images, batch.region_boxes, batch.valid_regions, batch.region_masked,
+                           batch.image_size)
 
     def embed(self, batch: VLBatch) -> tuple[torch.Tensor, SequenceLayout, dict]:
         """Embedded, packed sequence (before the encoder), its layout, and the per-part masks."""
@@ -101,11 +88,11 @@ class VLBert(nn.Module):
         text_mask = batch.text_mask
         b = text_mask.shape[0]
         text_pos = self.embeddings.text_positions(text_mask)
-        text_len = text_mask.sum(1)
+        text_len = batch.text_lengths
         with_regions = batch.region_boxes is not None and batch.region_boxes.shape[1] > 0
         if with_regions:
             validation.check_regions(batch, cfg, need_features=batch.region_features is not None)
-            region_mask, has_regions = region_rows(batch)
+            region_mask, has_regions = batch.image_regions, batch.rows_with_regions
             # regions sit at position t, [END] at t + 1
             self.embeddings.check_positions(torch.where(has_regions, text_len + 1, text_len - 1))
         else:
@@ -150,8 +137,7 @@ class VLBert(nn.Module):
         text = layout.unpack(x, 0)
         region_mask = parts["region_mask"]
         regions = layout.unpack(x, 1) if batch.region_boxes is not None else None
-        first = batch.text_mask.int().argmax(1)     # [CLS] = the first real text token
-        cls = text[torch.arange(text.shape[0], device=text.device), first]
+        cls = text[torch.arange(text.shape[0], device=text.device), batch.cls_index]
         image = masked_mean(regions, region_mask) if regions is not None else None
         return VLOutput(text=text, regions=regions, pooled=self.pooler(cls), image=image,
                         extras={"end": layout.unpack(x, 2)[:, 0], "region_mask": region_mask,

@@ -13,42 +13,37 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
-from vlengine.models.heads import MaskedLMHead, NSPHead
+from vlengine.batch import VLBatch
+from vlengine.models.heads import NSPHead
 
+from .base import Masker, PretrainObjective
 from .output import TaskOutput
-from .terms import mlm_term, pair_term, paired_rows, positive_rows
+from .terms import pair_term, positive_rows
 
 
-class CSSBertPretraining(nn.Module):
+class CSSBertPretraining(PretrainObjective):
     tasks = ("pretrain",)
+    paper = "CSS-BERT"
 
-    def __init__(self, model: nn.Module, masker: Callable, nsp_weight: float = 1.0, pwcl_weight: float = 1.0,
+    def __init__(self, model: nn.Module, masker: Masker, nsp_weight: float = 1.0, pwcl_weight: float = 1.0,
                  temperature: float = 0.07, kind: str = "pwcl", distributed: bool = True):
-        super().__init__()
+        super().__init__(model, masker)
         config = model.config
-        self.model = model
-        self.masker = masker
-        self.mlm = MaskedLMHead(config, model.embeddings.word_embeddings)
         self.nsp = NSPHead(config)
         self.nsp_weight, self.pwcl_weight = float(nsp_weight), float(pwcl_weight)
         self.temperature, self.kind, self.distributed = float(temperature), kind, distributed
 
-    def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
-        return self.masker(batch, generator)
-
     def forward(self, batch: VLBatch, task: str = "pretrain") -> TaskOutput:
         from vlengine.ops import contrastive_loss
 
+        self.check_task(task)
         out = self.model(batch)
-        loss, metrics = mlm_term(self.mlm, out.text, batch.mlm_labels)
+        loss, metrics = self.mlm_term(out.text, batch)
         if batch.itm_label is not None and self.nsp_weight > 0:
-            rows = paired_rows(batch)
+            rows = batch.image_rows
             nsp_loss, m = pair_term(self.nsp(out.pooled[rows]), 1 - batch.itm_label[rows], "nsp")
             loss = loss + self.nsp_weight * nsp_loss
             metrics.update(m)

@@ -22,7 +22,7 @@ from typing import Iterable
 
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 
 _REGION_FIELDS = ("region_features", "region_boxes", "region_valid", "region_labels", "region_soft_labels",
                   "image_size", "images", "region_masked", "region_targets", "region_feature_targets")
@@ -83,9 +83,9 @@ def attribute_and_region_accuracy(objective, batches: Iterable[VLBatch], attribu
     total = 0
     region_correct = region_total = 0
     for batch in batches:
-        keep = ~batch.text_only if batch.text_only is not None else torch.ones(batch.batch_size, dtype=torch.bool)
+        keep = batch.image_rows
         if batch.itm_label is not None:
-            keep &= batch.itm_label == 1
+            keep = keep & (batch.itm_label == 1)
         if not bool(keep.any()):
             continue
         batch = _select_rows(batch, keep)

@@ -11,56 +11,49 @@ Which tokens/regions are masked is the masking policy's job: `maskers[task]`.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Mapping
 
-import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
-from vlengine.models.heads import InterBertITMHead, MaskedLMHead, RegionClassificationHead
+from vlengine.batch import VLBatch
+from vlengine.models.heads import InterBertITMHead, RegionClassificationHead
 
+from .base import Masker, PretrainObjective
 from .output import TaskOutput
-from .terms import mlm_term, pair_term, paired_rows, region_class_term
+from .terms import pair_term, region_class_term
 
 TASKS = ("mlm_mom", "msm_mrm_itm")
 
 
-class InterBertPretraining(nn.Module):
+class InterBertPretraining(PretrainObjective):
     """InterBERT + heads. `maskers` maps each task to its masking policy (batch, generator) -> batch."""
 
     tasks = TASKS
+    paper = "InterBERT"
 
-    def __init__(self, model: nn.Module, maskers: dict[str, Callable], mrm_weight: float = 1.0,
+    def __init__(self, model: nn.Module, maskers: Mapping[str, Masker], mrm_weight: float = 1.0,
                  itm_weight: float = 1.0, soft_region_targets: bool = True):
-        super().__init__()
         missing = sorted(set(TASKS) - set(maskers))
         if missing:
             raise ValueError(f"InterBERT needs a masking policy for tasks {missing}")
+        super().__init__(model, maskers)
         config = model.config
-        self.model = model
-        self.maskers = maskers
-        self.mlm = MaskedLMHead(config, model.embeddings.word_embeddings)
         self.mrc = RegionClassificationHead(config)
         self.itm = InterBertITMHead(config)
         self.mrm_weight, self.itm_weight = float(mrm_weight), float(itm_weight)
         self.soft_region_targets = soft_region_targets
 
-    def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
-        batch = self.maskers[task](batch, generator)
-        return batch
-
     def forward(self, batch: VLBatch, task: str = "msm_mrm_itm") -> TaskOutput:
-        if task not in TASKS:
-            raise ValueError(f"InterBERT pretraining has tasks {TASKS}, got {task!r}")
+        self.check_task(task)
         out = self.model(batch)
         text_name, region_name = ("mlm", "mom") if task == "mlm_mom" else ("msm", "mrm")
-        loss, metrics = mlm_term(self.mlm, out.text, batch.mlm_labels, text_name)
+        loss, metrics = self.mlm_term(out.text, batch, text_name)
         if batch.region_masked is not None:
             region_loss, m = region_class_term(self.mrc, out.regions, batch, self.soft_region_targets, region_name)
             loss = loss + self.mrm_weight * region_loss
             metrics.update(m)
         if task == "msm_mrm_itm" and batch.itm_label is not None:
-            rows = paired_rows(batch)
+            rows = batch.image_rows
             logits = self.itm(out.extras["text_cls"][rows], out.image[rows])
             itm_loss, m = pair_term(logits, batch.itm_label[rows], "itm")
             loss = loss + self.itm_weight * itm_loss

@@ -8,44 +8,37 @@ pretraining loader does not carry; it is left to fine-tuning.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
-from vlengine.models.heads import ITMHead, MaskedLMHead, RegionClassificationHead, RegionFeatureRegressionHead
+from vlengine.batch import VLBatch
+from vlengine.models.heads import ITMHead, RegionClassificationHead, RegionFeatureRegressionHead
 
+from .base import Masker, PretrainObjective
 from .output import TaskOutput
-from .terms import mlm_term, pair_term, paired_rows, positive_rows, region_class_term
+from .terms import pair_term, positive_rows, region_class_term
 
 TASKS = ("single", "two")
 
 
-class SemVLPPretraining(nn.Module):
-    def __init__(self, model: nn.Module, masker: Callable, mop_regression_weight: float = 1.0,
+class SemVLPPretraining(PretrainObjective):
+    tasks = TASKS
+    paper = "SemVLP"
+
+    def __init__(self, model: nn.Module, masker: Masker, mop_regression_weight: float = 1.0,
                  mop_label_weight: float = 1.0, itm_weight: float = 1.0, regression: str = "mse"):
-        super().__init__()
+        super().__init__(model, masker)
         config = model.config
-        self.model = model
-        self.masker = masker
-        self.mlm = MaskedLMHead(config, model.embeddings.word_embeddings)
         self.mrc = RegionClassificationHead(config)
         self.regression = RegionFeatureRegressionHead(config, regression)
         self.itm = ITMHead(config)
         self.weights = {"reg": float(mop_regression_weight), "label": float(mop_label_weight),
                         "itm": float(itm_weight)}
 
-    tasks = TASKS
-
-    def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
-        return self.masker(batch, generator)
-
     def forward(self, batch: VLBatch, task: str = "single") -> TaskOutput:
-        if task not in TASKS:
-            raise ValueError(f"SemVLP pretraining has tasks (modes) {TASKS}, got {task!r}")
+        self.check_task(task)
         out = self.model(batch, mode=task)
-        loss, metrics = mlm_term(self.mlm, out.text, batch.mlm_labels)
+        loss, metrics = self.mlm_term(out.text, batch)
         if batch.region_masked is not None:
             if batch.region_feature_targets is not None and self.weights["reg"] > 0:
                 # ITM negatives are masked too (conditional masking) but predict nothing
@@ -58,7 +51,7 @@ class SemVLPPretraining(nn.Module):
                 loss = loss + self.weights["label"] * label_loss
                 metrics.update(m)
         if batch.itm_label is not None and self.weights["itm"] > 0:
-            rows = paired_rows(batch)
+            rows = batch.image_rows
             itm_loss, m = pair_term(self.itm(out.pooled[rows]), batch.itm_label[rows], "itm")
             loss = loss + self.weights["itm"] * itm_loss
             metrics.update(m)

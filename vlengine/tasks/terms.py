@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 
 from .output import accuracy
 
@@ -50,16 +50,9 @@ def pair_term(logits: torch.Tensor, labels: torch.Tensor, name: str):
     return loss, {f"{name}_loss": loss.detach().float(), f"{name}_acc": accuracy(logits.detach(), labels)}
 
 
-def paired_rows(batch: VLBatch) -> torch.Tensor:
-    """[B] bool: rows that have an image (not text-only)."""
-    if batch.text_only is None:
-        return torch.ones(batch.batch_size, dtype=torch.bool, device=batch.input_ids.device)
-    return ~batch.text_only
-
-
 def positive_rows(batch: VLBatch) -> torch.Tensor:
     """[B] bool: image rows whose caption matches the image."""
-    rows = paired_rows(batch)
+    rows = batch.image_rows
     if batch.itm_label is not None:
         rows = rows & (batch.itm_label == 1)
     return rows

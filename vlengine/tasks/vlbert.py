@@ -11,18 +11,15 @@ random captions carry no MLM/region labels.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from vlengine.data.batch import VLBatch
-from vlengine.models.heads import ITMHead, MaskedLMHead, RegionClassificationHead
+from vlengine.batch import VLBatch
+from vlengine.models.heads import ITMHead, RegionClassificationHead
 
+from .base import Masker, PretrainObjective
 from .output import TaskOutput, accuracy
 from .terms import region_class_term
-
-Masker = Callable[[VLBatch, torch.Generator], VLBatch]
 
 
 def fill_text_only_image_size(batch: VLBatch) -> VLBatch:
@@ -39,7 +36,7 @@ def fill_text_only_image_size(batch: VLBatch) -> VLBatch:
     return batch.replace(image_size=size)
 
 
-class VLBertPretraining(nn.Module):
+class VLBertPretraining(PretrainObjective):
     """VL-BERT + its pretraining heads, as one module DeepSpeed can wrap.
 
     Args:
@@ -51,14 +48,12 @@ class VLBertPretraining(nn.Module):
     """
 
     tasks = ("pretrain",)
+    paper = "VL-BERT"
 
     def __init__(self, model: nn.Module, masker: Masker | None, mrc_weight: float = 1.0, itm_weight: float = 0.0,
                  soft_region_targets: bool = True):
-        super().__init__()
+        super().__init__(model, masker)
         config = model.config
-        self.model = model
-        self.masker = masker
-        self.mlm = MaskedLMHead(config, model.embeddings.word_embeddings)
         self.mrc = RegionClassificationHead(config)
         self.itm = ITMHead(config) if itm_weight > 0 else None
         self.mrc_weight = float(mrc_weight)
@@ -67,34 +62,21 @@ class VLBertPretraining(nn.Module):
 
     def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
         """Mask the batch (on the host, before it moves to the device)."""
-        if self.masker is not None:
-            batch = self.masker(batch, generator)
-        return fill_text_only_image_size(batch)
+        return fill_text_only_image_size(super().prepare_batch(batch, task, generator))
 
     def forward(self, batch: VLBatch, task: str = "pretrain") -> TaskOutput:
-        if task not in self.tasks:
-            raise ValueError(f"VL-BERT pretraining has tasks {self.tasks}, got {task!r}")
+        self.check_task(task)
         out = self.model(batch)
-        metrics = {}
-        mlm_loss = self.mlm.loss(out.text, batch.mlm_labels)
-        loss = mlm_loss
-        metrics["mlm_loss"] = mlm_loss.detach().float()
-        with torch.no_grad():
-            logits, labels = self.mlm.masked_logits(out.text.detach(), batch.mlm_labels)
-            metrics["mlm_acc"] = accuracy(logits, labels)
+        loss, metrics = self.mlm_term(out.text, batch)
         if out.regions is not None and batch.region_masked is not None and self.mrc_weight > 0:
             mrc_loss, mrc_metrics = region_class_term(self.mrc, out.regions, batch, self.soft_region_targets)
             loss = loss + self.mrc_weight * mrc_loss
             metrics.update(mrc_metrics)
-        if self.itm is not None and batch.itm_label is not None and self._has_pairs(batch):
-            rows = ~batch.text_only if batch.text_only is not None else torch.ones_like(batch.itm_label, dtype=torch.bool)
+        if self.itm is not None and batch.itm_label is not None and bool(batch.image_rows.any()):
+            rows = batch.image_rows
             itm_logits = self.itm(out.pooled[rows])
             itm_loss = nn.functional.cross_entropy(itm_logits.float(), batch.itm_label[rows])
             loss = loss + self.itm_weight * itm_loss
             metrics["itm_loss"] = itm_loss.detach()
             metrics["itm_acc"] = accuracy(itm_logits.detach(), batch.itm_label[rows])
         return TaskOutput(loss, metrics)
-
-    @staticmethod
-    def _has_pairs(batch: VLBatch) -> bool:
-        return batch.text_only is None or not bool(batch.text_only.all())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -25,7 +25,7 @@ from .monitor import Monitor
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .settings import TrainSettings
 from .task_mixing import TaskMixer
-from .throughput import ThroughputMeter, count_tokens, model_flops, peak_flops, trainable_parameters
+from .throughput import ThroughputMeter, model_flops, peak_flops, trainable_parameters
 
 
 @dataclass
@@ -44,18 +44,6 @@ class TrainResult:
 def micro_step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
     """The generator a micro-batch is masked with: a pure function of where the run is."""
     return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 1_000_033 + micro_step)
-
-
-def _cast_floating(batch, dtype: torch.dtype):
-    """Region features / images to the dtype DeepSpeed cast the weights to (fp16 stores, bf16 engines)."""
-    if dtype == torch.float32 or not is_dataclass(batch):
-        return batch
-    changes = {}
-    for name in ("region_features", "images", "region_feature_targets"):
-        value = getattr(batch, name, None)
-        if torch.is_tensor(value) and value.is_floating_point() and value.dtype != dtype:
-            changes[name] = value.to(dtype)
-    return batch.replace(**changes) if changes else batch
 
 
 def _mean_over_ranks(values: dict[str, float], device) -> dict[str, float]:
@@ -170,8 +158,9 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
             batch = next(loader)
             if prepare is not None:
                 batch = prepare(batch, task, micro_step_generator(settings.seed, rank, step * accum + micro))
-            samples, tokens = batch.batch_size if hasattr(batch, "batch_size") else len(batch), count_tokens(batch)
-            batch = _cast_floating(batch.to(engine.device), dtype)
+            samples, tokens = batch.batch_size, batch.num_tokens
+            # floating inputs to the dtype DeepSpeed cast the weights to (fp16 stores, bf16 engines)
+            batch = batch.to(engine.device, dtype)
             out = engine(batch, task=task)
             engine.backward(out.loss)
             engine.step()

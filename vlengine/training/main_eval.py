@@ -38,10 +38,8 @@ def build_evaluator(eval_cfg: dict, paths, tokenizer, dtype: torch.dtype):
     seed = int(eval_cfg.get("seed", 0))
     collate = functools.partial(collate_items, pad_id=tokenizer.pad_id)
 
-    def cast(batch):
-        if dtype == torch.float32 or batch.region_features is None:
-            return batch
-        return batch.replace(region_features=batch.region_features.to(dtype))
+    def cast(batch):  # floating inputs to the engine's compute dtype (VLBatch.to), on the device they are on
+        return batch.to(batch.input_ids.device, dtype)
 
     def evaluate(engine, step: int) -> dict:
         objective = engine.module

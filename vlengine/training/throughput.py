@@ -59,18 +59,6 @@ def peak_flops(device: torch.device, override_tflops: float | None = None) -> tu
     return measured_cpu_matmul_flops(), "measured fp32 matmul on this CPU"
 
 
-def count_tokens(batch) -> int:
-    """Real (non-padding) positions of a batch: text tokens plus valid regions."""
-    tokens = 0
-    text_mask = getattr(batch, "text_mask", None)
-    if text_mask is not None:
-        tokens += int(text_mask.sum())
-    region_valid = getattr(batch, "region_valid", None)
-    if region_valid is not None:
-        tokens += int(region_valid.sum())
-    return tokens
-
-
 def trainable_parameters(module: torch.nn.Module, exclude_embeddings: bool = False) -> int:
     """Trainable parameters, counting tied weights once. Under ZeRO-3 a parameter's local tensor
     is an empty shard, so DeepSpeed's recorded full size (`ds_numel`) is used when present.

@@ -1,11 +1,11 @@
-"""Padding item dicts into a :class:`~vlengine.data.batch.VLBatch`, and joining two batches."""
+"""Padding item dicts into a :class:`~vlengine.batch.VLBatch`, and joining two batches."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 
 
 def _pad_stack(arrays, length: int, fill, dtype) -> np.ndarray:

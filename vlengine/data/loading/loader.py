@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..batch import VLBatch
+from vlengine.batch import VLBatch
 from ..store import Store, open_store
 from ..text import TextEncoder, load_tokenizer
 from .collate import collate_items, concat_batches

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 
 def probability(policy: str, name: str, value) -> float:
@@ -56,16 +56,16 @@ def batch_field(policy: str, batch: VLBatch, name: str, shape: tuple | None = No
 
 
 def region_valid(policy: str, batch: VLBatch) -> torch.Tensor:
-    """[B, R] bool regions that may be masked: batch.region_valid, minus text-only rows."""
+    """[B, R] bool regions that may be masked: ``batch.image_regions`` (region_valid minus text-only
+    rows), once the fields it reads are checked."""
     boxes_or_features = batch.region_features if batch.region_features is not None else batch.region_boxes
     if boxes_or_features is None:
         raise ValueError(f"{policy}: the batch has no regions (batch.region_features and region_boxes are None)")
     b, r = batch.batch_size, boxes_or_features.shape[1]
-    valid = batch_field(policy, batch, "region_valid", (b, r), torch.bool)
+    batch_field(policy, batch, "region_valid", (b, r), torch.bool)
     if batch.text_only is not None:
-        text_only = batch_field(policy, batch, "text_only", (b,), torch.bool)
-        valid = valid & ~text_only[:, None]
-    return valid
+        batch_field(policy, batch, "text_only", (b,), torch.bool)
+    return batch.image_regions
 
 
 def region_labels(policy: str, batch: VLBatch, valid: torch.Tensor) -> torch.Tensor:

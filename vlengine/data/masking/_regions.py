@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 
 
 def targets_where(selected: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

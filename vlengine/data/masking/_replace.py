@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 
 
 def replace_selected(input_ids: torch.Tensor, selected: torch.Tensor, units: torch.Tensor, mask_token_id: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from ._checks import batch_field
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 
 from ._checks import batch_field
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 
 from ._checks import generator_for, probability
 from ._replace import replace_selected

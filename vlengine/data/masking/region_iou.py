@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vlengine.data.batch import VLBatch
+from vlengine.batch import VLBatch
 from vlengine.ops import INTERBERT_PAPER, RegionMaskPreset, sample_region_mask
 
 from ._checks import batch_field, generator_for, region_labels, region_valid

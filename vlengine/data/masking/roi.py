@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX, VLBatch
+from vlengine.batch import IGNORE_INDEX, VLBatch
 
 from ._checks import batch_field, generator_for, probability, region_labels, region_valid
 from ._regions import masked_rois, targets_where, zero_rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.data.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX
 from vlengine.ops._checks import value_checks_enabled
 
 
