@@ -40,14 +40,23 @@ class PretrainObjective(nn.Module):
 
     def __init__(self, model: nn.Module, masker: Masker | Mapping[str, Masker] | None):
         super().__init__()
+        if isinstance(masker, Mapping):
+            missing = sorted(set(self.tasks) - set(masker))
+            if missing:
+                raise ValueError(f"{self.title} needs a masking policy for tasks {missing}")
         self.model = model
         # a plain dict, not registered as submodules: policies hold no parameters
         self.maskers = dict(masker) if isinstance(masker, Mapping) else {task: masker for task in self.tasks}
         self.mlm = MaskedLMHead(model.config, model.embeddings.word_embeddings)
 
+    @property
+    def title(self) -> str:
+        """The objective in messages: its paper, or its class name."""
+        return self.paper or type(self).__name__
+
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
-            raise ValueError(f"{self.paper or type(self).__name__} pretraining has tasks {self.tasks}, got {task!r}")
+            raise ValueError(f"{self.title} pretraining has tasks {self.tasks}, got {task!r}")
 
     def prepare_batch(self, batch: VLBatch, task: str, generator: torch.Generator) -> VLBatch:
         """Mask the batch for ``task`` with ``generator`` (on the host, before it moves to the device)."""
