@@ -10,7 +10,7 @@ padding is marked by the *_mask / region_valid fields.
 Besides the fields, the batch offers the views its consumers derive from them
 (one definition each instead of a copy per model): ``valid_regions``,
 ``image_rows``, ``image_regions``, ``rows_with_regions``, ``cls_index``,
-``text_lengths``, ``num_tokens``, and ``to(device, dtype)``.
+``text_lengths``, ``num_regions``, ``num_tokens``, and ``to(device, dtype)``.
 
 Label convention (one for the whole engine): positions that carry no target
 hold IGNORE_INDEX (-100), which torch.nn.functional.cross_entropy skips.
