@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlengine.training.checkpoint import MANIFEST, atomic_write_text, resolve_tag, verify_checkpoint
+from vlengine.atomic import write_text
+from vlengine.training.checkpoint import MANIFEST, resolve_tag, verify_checkpoint
 from vlengine.training.config import PretrainConfig
 from vlengine.training.resumable_loader import ResumableLoader
 from vlengine.training.rng import capture_rng_state, restore_rng_state
@@ -146,8 +147,8 @@ def _fake_checkpoint(root, tag, files):
     for name, data in files.items():
         with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
-    atomic_write_text(os.path.join(folder, MANIFEST), json.dumps({"step": 1, "files": {n: len(d) for n, d in files.items()}}))
-    atomic_write_text(os.path.join(root, "latest"), tag)
+    write_text(os.path.join(folder, MANIFEST), json.dumps({"step": 1, "files": {n: len(d) for n, d in files.items()}}))
+    write_text(os.path.join(root, "latest"), tag)
 
 
 def test_checkpoint_verification_names_the_broken_file(tmp_path):
