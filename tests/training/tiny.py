@@ -85,13 +85,14 @@ def main() -> None:
     parser.add_argument("--tasks", default='{"cls": 1.0}')
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--kill-on-save", type=int, default=0,
                         help="simulate a crash: SIGKILL this process halfway through writing checkpoint N")
     args = parser.parse_args()
 
     from vlengine.training.engine import exit_process, init_distributed, shutdown_distributed
     from vlengine.training.loop import train
-    from vlengine.training.resumable_loader import ResumableLoader
+    from vlengine.data.loading import BatchPlan, ResumableStream
     from vlengine.training.settings import TrainSettings
     from vlengine.training.task_mixing import TaskMixer
 
@@ -99,8 +100,11 @@ def main() -> None:
     if args.kill_on_save:
         _arm_kill_on_save(args.kill_on_save)
     settings = TrainSettings.from_dict(json.loads(args.train))
-    loader = ResumableLoader(TinyDataset(), args.micro_batch, collate, seed=settings.seed, rank=rank,
-                             world_size=world)
+    data = TinyDataset()
+    # The same resumable stream the pretraining loader is made of (vlengine.data.loading).
+    loader = ResumableStream(data, BatchPlan(len(data), batch_size=args.micro_batch, rank=rank, world_size=world,
+                                             seed=settings.seed, drop_last=True), collate,
+                             num_workers=args.workers)
     result = train(TinyObjective(args.dropout), loader, json.loads(args.ds_config), settings,
                    TaskMixer(json.loads(args.tasks), seed=settings.seed))
     if rank == 0:
