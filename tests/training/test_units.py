@@ -195,3 +195,19 @@ def test_checkpoint_verification_names_the_broken_file(tmp_path):
         f.write("{not json")
     with pytest.raises(RuntimeError, match="corrupt"):
         verify_checkpoint(root, "step000000002")
+
+
+def test_metric_averager_sums_on_the_device_and_skips_missing_values():
+    from vlengine.training.loop import _MetricAverager
+    averager = _MetricAverager()
+    values = [{"acc": torch.tensor(0.25), "loss": torch.tensor(1.5)},
+              {"acc": torch.tensor(float("nan")), "loss": 2.0},             # acc missing from this batch
+              {"acc": torch.tensor(0.5, dtype=torch.bfloat16), "loss": torch.tensor(0.1)}]
+    for v in values:
+        averager.add(v)
+    means = averager.pop()
+    assert list(means) == ["acc", "loss"]
+    assert means["acc"] == (0.25 + 0.5) / 2                                  # the NaN is not counted
+    assert means["loss"] == (1.5 + 2.0 + float(torch.tensor(0.1))) / 3      # as Python float sums would give
+    averager.add({"acc": torch.tensor(float("nan"))})
+    assert np.isnan(averager.pop()["acc"]) and averager.pop() == {}
