@@ -135,9 +135,11 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
           evaluate: Callable | None = None, run_config: dict | None = None) -> TrainResult:
     """Pretrain `module` (an objective: forward(batch, task=...) -> TaskOutput) on `loader`.
 
-    `loader` yields batches endlessly and has state_dict()/load_state_dict() (the
-    data position). `evaluate(engine, step) -> dict` runs on every rank at
-    eval_every and at the end. `run_config` is stored in checkpoints for the record.
+    `loader` is an endless iterator with state_dict()/load_state_dict() (the data
+    position): a vlengine.data.loading.ResumableStream, or the PretrainLoader made
+    of two. `evaluate(engine, step) -> dict` runs on every rank at eval_every and
+    at the end. `run_config` is stored in checkpoints for the record. Losses and
+    metrics stay on the device between log lines (one host read per log line).
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
