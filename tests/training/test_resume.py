@@ -4,7 +4,8 @@ ends with exactly the uninterrupted run's evaluation, per-step losses and export
 
 The run is the CPU smoke recipe (VL-BERT: masking, ITM negatives, text-only
 batches mixed in, dropout) shrunk to a 2-layer, 32-wide model on a 24-image
-corpus, so each command takes seconds; the comparison is bit-exact, so every
+corpus, so each command takes seconds, with gradient accumulation 2 (the data
+position counts micro-batches, not steps). The comparison is bit-exact, so every
 source of randomness (the data stream's position and worker seeds, the masking
 generators, the torch/numpy/python RNG states, the task draw) must resume exactly.
 """
@@ -31,15 +32,30 @@ SPEED_METRICS = {"samples_per_s", "tokens_per_s", "mfu"}  # wall-clock dependent
 
 
 @pytest.fixture(scope="module")
+def config(tmp_path_factory) -> str:
+    """The shipped CPU smoke recipe, with its DeepSpeed config inline and 2 micro-batches of 4 per step."""
+    import yaml
+    smoke = os.path.join(ROOT, "train", "configs", "cpu_gloo_smoke.yaml")
+    with open(smoke) as f:
+        values = yaml.safe_load(f)
+    with open(os.path.join(os.path.dirname(smoke), values["deepspeed"])) as f:
+        ds = json.load(f)
+    ds.update(train_micro_batch_size_per_gpu=4, gradient_accumulation_steps=2)
+    values["deepspeed"] = ds
+    path = tmp_path_factory.mktemp("config") / "smoke_accumulate.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     from vlengine.data import build_embedded_corpus
     return build_embedded_corpus(str(tmp_path_factory.mktemp("corpus") / "c"), seed=3, num_train=24,
                                  num_heldout=12, num_text_documents=2)
 
 
-def _command(corpus: str, out: str) -> list[str]:
-    cmd = ["-m", "vlengine.cli", "pretrain", "--config", os.path.join(ROOT, "train", "configs", "cpu_gloo_smoke.yaml"),
-           "--output-dir", out, "--set", f"data.corpus={corpus}"]
+def _command(config: str, corpus: str, out: str) -> list[str]:
+    cmd = ["-m", "vlengine.cli", "pretrain", "--config", config, "--output-dir", out, "--set", f"data.corpus={corpus}"]
     for setting in SETTINGS:
         cmd += ["--set", setting]
     return cmd
@@ -64,8 +80,8 @@ def _finish(proc: subprocess.Popen, log: str, timeout: float = 300) -> str:
         return f.read()
 
 
-def _run_to_completion(corpus: str, out: str, log: str) -> dict:
-    output = _finish(_start(_command(corpus, out), log), log)
+def _run_to_completion(command: list[str], out: str, log: str) -> dict:
+    output = _finish(_start(command, log), log)
     assert "Traceback" not in output and os.path.isfile(os.path.join(out, "eval.json")), output[-4000:]
     return _results(out, output)
 
@@ -109,17 +125,18 @@ def _assert_same_run(resumed: dict, reference: dict, resumed_from: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(corpus, tmp_path_factory):
+def uninterrupted(config, corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    reference = _run_to_completion(corpus, str(tmp / "run"), str(tmp / "log.txt"))
+    reference = _run_to_completion(_command(config, corpus, str(tmp / "run")), str(tmp / "run"), str(tmp / "log.txt"))
     assert sorted(reference["train"]) == list(range(1, TOTAL_STEPS + 1))
     assert any(t.abs().sum() > 0 for t in reference["weights"].values())
     return reference
 
 
-def test_sigkill_after_a_checkpoint_then_the_same_command_reproduces_the_run(corpus, uninterrupted, tmp_path):
+def test_sigkill_after_a_checkpoint_then_the_same_command_reproduces_the_run(config, corpus, uninterrupted, tmp_path):
     out = str(tmp_path / "run")
-    proc = _start(_command(corpus, out), str(tmp_path / "killed.txt"))
+    command = _command(config, corpus, out)
+    proc = _start(command, str(tmp_path / "killed.txt"))
     deadline = time.monotonic() + 300
     while _latest(out) is None:                       # the first complete checkpoint
         assert proc.poll() is None, _finish(proc, str(tmp_path / "killed.txt"))[-4000:]
@@ -132,21 +149,22 @@ def test_sigkill_after_a_checkpoint_then_the_same_command_reproduces_the_run(cor
     killed_at = int(_latest(out).removeprefix("step"))
     assert 0 < killed_at < TOTAL_STEPS
 
-    resumed = _run_to_completion(corpus, out, str(tmp_path / "resumed.txt"))
+    resumed = _run_to_completion(command, out, str(tmp_path / "resumed.txt"))   # the same command
     _assert_same_run(resumed, uninterrupted, killed_at)
 
 
-def test_sigkill_in_the_middle_of_a_save_leaves_the_previous_checkpoint(corpus, uninterrupted, tmp_path):
+def test_sigkill_in_the_middle_of_a_save_leaves_the_previous_checkpoint(config, corpus, uninterrupted, tmp_path):
     out = str(tmp_path / "run")
+    command = _command(config, corpus, out)
     # The second checkpoint (step 4) dies after writing half of its first file.
     log = str(tmp_path / "killed.txt")
-    proc = _start([KILL_ON_SAVE, "2", *_command(corpus, out)[2:]], log)
+    proc = _start([KILL_ON_SAVE, "2", *command[2:]], log)
     output = _finish(proc, log)
     assert proc.returncode == -signal.SIGKILL, output[-4000:]
     ckpt = os.path.join(out, "checkpoints")
     assert _latest(out) == "step000000002"
     assert any(name.startswith(".partial-") for name in os.listdir(ckpt)), "the kill did not happen mid-save"
 
-    resumed = _run_to_completion(corpus, out, str(tmp_path / "resumed.txt"))
+    resumed = _run_to_completion(command, out, str(tmp_path / "resumed.txt"))
     _assert_same_run(resumed, uninterrupted, 2)
     assert not any(name.startswith(".partial-") for name in os.listdir(ckpt))
