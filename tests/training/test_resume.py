@@ -135,7 +135,9 @@ def uninterrupted(config, corpus, tmp_path_factory):
 
 def test_sigkill_after_a_checkpoint_then_the_same_command_reproduces_the_run(config, corpus, uninterrupted, tmp_path):
     out = str(tmp_path / "run")
-    command = _command(config, corpus, out)
+    # With 2 DataLoader workers here (the reference loads in-process): items are functions of
+    # (seed, epoch, index) and worker seeds of (seed, epoch), so the worker count changes nothing.
+    command = _command(config, corpus, out) + ["--set", "data.num_workers=2"]
     proc = _start(command, str(tmp_path / "killed.txt"))
     deadline = time.monotonic() + 300
     while _latest(out) is None:                       # the first complete checkpoint
