@@ -86,7 +86,6 @@ setup(
     packages=find_packages(include=["vlengine", "vlengine.*"]) + ["vlengine.kernels"],
     # Triton kernels live in the top-level kernels/ folder and ship inside the package.
     package_dir={"vlengine.kernels": "kernels"},
-    package_data={"vlengine": ["data/embedded/*.txt", "data/embedded/*.json"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack"],

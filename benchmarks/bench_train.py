@@ -92,10 +92,9 @@ def model_config(size: str):
 
 def bench_one(recipe: str, size: str, precision: str, zero: int, micro: int, steps: int, text_len: int,
               regions: int) -> dict:
-    from vlengine.data.loading import collate_items
+    from vlengine.data.loading import BatchPlan, ResumableStream, collate_items
     from vlengine.training.config import PretrainConfig
     from vlengine.training.recipes import build_objective
-    from vlengine.training.resumable_loader import ResumableLoader
     from vlengine.training.engine import init_distributed
     from vlengine.training.loop import train
     from vlengine.training.settings import TrainSettings
@@ -112,7 +111,8 @@ def bench_one(recipe: str, size: str, precision: str, zero: int, micro: int, ste
     objective, mixer = build_objective(cfg, mcfg, Tokenizer())
     data = SyntheticPairs(max(64, micro * world * (steps + 1)), 30522, text_len, regions,
                           mcfg.region_feature_size, mcfg.num_region_classes)
-    loader = ResumableLoader(data, micro, collate_items, seed=0, rank=rank, world_size=world)
+    loader = ResumableStream(data, BatchPlan(len(data), batch_size=micro, rank=rank, world_size=world, seed=0,
+                                             drop_last=True), collate_items)
     half = max(1, steps // 2)
     settings = TrainSettings(total_steps=2 * half, warmup_steps=1, lr=1e-4, log_every=half, output_dir=None,
                              progress=False, tensorboard=False)

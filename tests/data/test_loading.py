@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vlengine.batch import IGNORE_INDEX, VLBatch
-from vlengine.data.loading import (BatchPlan, ResumableBatchSampler, TextChunkDataset, make_pretrain_loader, shard_indices,
+from vlengine.data.loading import (BatchPlan, ResumableStream, TextChunkDataset, make_pretrain_loader, shard_indices,
                                    token_budget_batches)
 from vlengine.data.store import open_store
 from vlengine.data.text import load_tokenizer
@@ -180,24 +180,27 @@ def test_bad_loader_arguments(small_corpus):
         BatchPlan(3, batch_size=1, world_size=4)
 
 
-def test_resumable_batch_sampler_with_a_plain_dataloader(small_corpus):
-    from torch.utils.data import DataLoader
-
+def test_resumable_stream_over_a_store_dataset(small_corpus):
     from vlengine.data.loading import CaptionImageDataset, collate_items
-    ds = CaptionImageDataset(os.path.join(small_corpus, "train"))
-    plan = BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=7)
-    full = [b for b in ResumableBatchSampler(plan, epochs=2)]
-    assert len(full) == 2 * 12 and sorted(i for b in full[:12] for _, i in b) == sorted(
+    ds = CaptionImageDataset(os.path.join(small_corpus, "train"), itm_negative_prob=0.5)
+
+    def stream(seed=7, epochs=2):
+        return ResumableStream(ds, BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=seed), collate_items,
+                               epochs=epochs)
+
+    def rows(batch):
+        return (batch.extras["caption_index"].tolist(), batch.itm_label.tolist(), batch.input_ids.tolist())
+
+    full = [rows(b) for b in stream()]
+    assert len(full) == 2 * 12 and sorted(i for b in full[:12] for i in b[0]) == sorted(
         shard_indices(len(ds), 0, 2, 7, 0).tolist())
-    first = ResumableBatchSampler(plan, epochs=2)
-    it = iter(first)
+    first = stream()
     for _ in range(15):
-        next(it)
+        next(first)
     state = first.state_dict()
-    again = ResumableBatchSampler(BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=7), epochs=2)
+    again = stream()
     again.load_state_dict(state)
-    assert list(again) == full[15:]
-    loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(plan, epochs=1), collate_fn=collate_items)
-    assert sum(b.batch_size for b in loader) == len(shard_indices(len(ds), 0, 2, 7, 0))
+    assert [rows(b) for b in again] == full[15:]        # same captions, same ITM negatives (keyed by epoch)
+    assert sum(b.batch_size for b in stream(epochs=1)) == len(shard_indices(len(ds), 0, 2, 7, 0))
     with pytest.raises(ValueError, match="seed"):
-        ResumableBatchSampler(BatchPlan(len(ds), batch_size=50, rank=0, world_size=2, seed=8)).load_state_dict(state)
+        stream(seed=8).load_state_dict(state)

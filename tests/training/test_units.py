@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlengine.training.checkpoint import MANIFEST, atomic_write_text, resolve_tag, verify_checkpoint
+from vlengine.atomic import write_text
+from vlengine.data.loading import BatchPlan, ResumableStream
+from vlengine.training.checkpoint import MANIFEST, resolve_tag, verify_checkpoint
 from vlengine.training.config import PretrainConfig
-from vlengine.training.resumable_loader import ResumableLoader
 from vlengine.training.rng import capture_rng_state, restore_rng_state
 from vlengine.training.schedule import warmup_linear_decay
 from vlengine.training.settings import TrainSettings
@@ -58,34 +59,61 @@ def _ids(batch):
     return batch.tolist()
 
 
-def test_loader_shards_are_disjoint_complete_and_resume_mid_epoch():
+def _stream(data, batch_size, seed=1, rank=0, world_size=1, workers=0):
+    """What the training driver builds: equal per-rank shards of full batches (drop_last)."""
+    plan = BatchPlan(len(data), batch_size=batch_size, rank=rank, world_size=world_size, seed=seed, drop_last=True)
+    return ResumableStream(data, plan, torch.tensor, num_workers=workers)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stream_shards_are_disjoint_and_resume_mid_epoch_exactly(workers):
     data = list(range(50))
-    collate = torch.tensor
-    ranks = [ResumableLoader(data, 4, collate, seed=1, rank=r, world_size=2) for r in range(2)]
-    epoch = [[x for _ in range(ranks[r].batches_per_epoch) for x in _ids(next(ranks[r]))] for r in range(2)]
+    ranks = [_stream(data, 4, rank=r, world_size=2, workers=workers) for r in range(2)]
+    assert [len(s) for s in ranks] == [6, 6]                         # 25 per rank -> 6 full batches each
+    epoch = [[x for _ in range(6) for x in _ids(next(ranks[r]))] for r in range(2)]
     assert not set(epoch[0]) & set(epoch[1])
-    assert len(set(epoch[0]) | set(epoch[1])) == 2 * 6 * 4      # 25 per rank -> 6 full batches each
-    full = ResumableLoader(data, 4, collate, seed=1)
-    expected = [_ids(next(full)) for _ in range(30)]               # crosses epoch boundaries
-    first = ResumableLoader(data, 4, collate, seed=1)
-    got = [_ids(next(first)) for _ in range(17)]
-    resumed = ResumableLoader(data, 4, collate, seed=1)
-    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
-    got += [_ids(next(resumed)) for _ in range(13)]
-    assert got == expected
-    assert expected[:12] != expected[12:24]                         # each epoch has its own order
+    assert len(set(epoch[0]) | set(epoch[1])) == 2 * 6 * 4
+    for rank in range(2):
+        full = _stream(data, 4, rank=rank, world_size=2, workers=workers)
+        expected = [_ids(next(full)) for _ in range(15)]             # crosses two epoch boundaries
+        assert expected[:6] != expected[6:12]                        # each epoch has its own order
+        for stop in (5, 6, 7):                                       # just before, at and after a boundary
+            first = _stream(data, 4, rank=rank, world_size=2, workers=workers)
+            got = [_ids(next(first)) for _ in range(stop)]
+            resumed = _stream(data, 4, rank=rank, world_size=2, workers=workers)
+            resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+            got += [_ids(next(resumed)) for _ in range(15 - stop)]
+            assert got == expected, (rank, stop)
 
 
-def test_loader_rejects_bad_setup():
+def test_stream_leaves_the_global_rng_alone():
+    # A DataLoader started without its own generator draws from the global torch RNG; a resumed run
+    # starts one mid-epoch, which would shift every later dropout mask.
+    stream = _stream(list(range(20)), 4, workers=0)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    for _ in range(7):                                               # starts two DataLoader iterators
+        next(stream)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_stream_rejects_bad_setup_and_foreign_state():
     with pytest.raises(ValueError, match="batch_size"):
-        ResumableLoader(list(range(10)), 0, torch.tensor)
+        _stream(list(range(10)), 0)
     with pytest.raises(ValueError, match="rank"):
-        ResumableLoader(list(range(10)), 2, torch.tensor, rank=2, world_size=2)
+        _stream(list(range(10)), 2, rank=2, world_size=2)
     with pytest.raises(ValueError, match="cannot fill"):
-        ResumableLoader(list(range(3)), 4, torch.tensor)
-    loader = ResumableLoader(list(range(10)), 2, torch.tensor, seed=1)
+        _stream(list(range(3)), 4)
+    with pytest.raises(ValueError, match="plan is for"):
+        ResumableStream(list(range(9)), BatchPlan(10, batch_size=2), torch.tensor)
+    stream = _stream(list(range(10)), 2, seed=1)
     with pytest.raises(ValueError, match="seed"):
-        loader.load_state_dict({**loader.state_dict(), "seed": 2})
+        stream.load_state_dict({**stream.state_dict(), "seed": 2})
+    with pytest.raises(ValueError, match="world_size"):
+        stream.load_state_dict(_stream(list(range(10)), 2, seed=1, world_size=2).state_dict())
+    with pytest.raises(ValueError, match="outside the plan"):
+        stream.load_state_dict({**stream.state_dict(), "offset": 6})
 
 
 def test_rng_state_round_trip_covers_torch_numpy_python():
@@ -146,8 +174,8 @@ def _fake_checkpoint(root, tag, files):
     for name, data in files.items():
         with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
-    atomic_write_text(os.path.join(folder, MANIFEST), json.dumps({"step": 1, "files": {n: len(d) for n, d in files.items()}}))
-    atomic_write_text(os.path.join(root, "latest"), tag)
+    write_text(os.path.join(folder, MANIFEST), json.dumps({"step": 1, "files": {n: len(d) for n, d in files.items()}}))
+    write_text(os.path.join(root, "latest"), tag)
 
 
 def test_checkpoint_verification_names_the_broken_file(tmp_path):
@@ -167,3 +195,19 @@ def test_checkpoint_verification_names_the_broken_file(tmp_path):
         f.write("{not json")
     with pytest.raises(RuntimeError, match="corrupt"):
         verify_checkpoint(root, "step000000002")
+
+
+def test_metric_averager_sums_on_the_device_and_skips_missing_values():
+    from vlengine.training.loop import _MetricAverager
+    averager = _MetricAverager()
+    values = [{"acc": torch.tensor(0.25), "loss": torch.tensor(1.5)},
+              {"acc": torch.tensor(float("nan")), "loss": 2.0},             # acc missing from this batch
+              {"acc": torch.tensor(0.5, dtype=torch.bfloat16), "loss": torch.tensor(0.1)}]
+    for v in values:
+        averager.add(v)
+    means = averager.pop()
+    assert list(means) == ["acc", "loss"]
+    assert means["acc"] == (0.25 + 0.5) / 2                                  # the NaN is not counted
+    assert means["loss"] == (1.5 + 2.0 + float(torch.tensor(0.1))) / 3      # as Python float sums would give
+    averager.add({"acc": torch.tensor(float("nan"))})
+    assert np.isnan(averager.pop()["acc"]) and averager.pop() == {}

@@ -85,22 +85,20 @@ def main() -> None:
     parser.add_argument("--tasks", default='{"cls": 1.0}')
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--kill-on-save", type=int, default=0,
-                        help="simulate a crash: SIGKILL this process halfway through writing checkpoint N")
     args = parser.parse_args()
 
+    from vlengine.data.loading import BatchPlan, ResumableStream
     from vlengine.training.engine import exit_process, init_distributed, shutdown_distributed
     from vlengine.training.loop import train
-    from vlengine.training.resumable_loader import ResumableLoader
     from vlengine.training.settings import TrainSettings
     from vlengine.training.task_mixing import TaskMixer
 
     rank, world = init_distributed()
-    if args.kill_on_save:
-        _arm_kill_on_save(args.kill_on_save)
     settings = TrainSettings.from_dict(json.loads(args.train))
-    loader = ResumableLoader(TinyDataset(), args.micro_batch, collate, seed=settings.seed, rank=rank,
-                             world_size=world)
+    data = TinyDataset()
+    # The same resumable stream the pretraining loader is made of (vlengine.data.loading).
+    loader = ResumableStream(data, BatchPlan(len(data), batch_size=args.micro_batch, rank=rank, world_size=world,
+                                             seed=settings.seed, drop_last=True), collate)
     result = train(TinyObjective(args.dropout), loader, json.loads(args.ds_config), settings,
                    TaskMixer(json.loads(args.tasks), seed=settings.seed))
     if rank == 0:
@@ -110,31 +108,6 @@ def main() -> None:
                        "exported": result.exported}, f)
     shutdown_distributed()
     exit_process(0)
-
-
-def _arm_kill_on_save(nth: int) -> None:
-    """Make the nth torch.save of a checkpoint write half its bytes, then die by SIGKILL (no cleanup)."""
-    import signal
-
-    real_save = torch.save
-    folders: list[str] = []
-
-    def dying_save(obj, f, *a, **kw):
-        if isinstance(f, str) and ".partial-" in f:
-            folder = os.path.dirname(f)
-            if folder not in folders:
-                folders.append(folder)
-            if len(folders) >= nth:
-                import io
-                buffer = io.BytesIO()
-                real_save(obj, buffer, *a, **kw)
-                with open(f, "wb") as out:
-                    out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-                    out.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-        return real_save(obj, f, *a, **kw)
-
-    torch.save = dying_save
 
 
 if __name__ == "__main__":

@@ -27,14 +27,14 @@ def ds_config(stage: int, micro_batch: int, accumulation: int = 1, world: int = 
 
 
 def run_tiny(tmp_path, *, world: int, ds: dict, train: dict, tasks: dict | None = None, micro_batch: int = 8,
-             dropout: float = 0.0, kill_on_save: int = 0, name: str = "result", timeout: int = 240,
+             dropout: float = 0.0, name: str = "result", timeout: int = 240,
              accelerator: str = "cpu"):
     """Run the tiny objective; return (result dict or None, [returncodes], combined output)."""
     out = os.path.join(str(tmp_path), f"{name}.json")
     port = str(free_port())
     cmd = [sys.executable, TINY, "--out", out, "--ds-config", json.dumps(ds), "--train", json.dumps(train),
            "--tasks", json.dumps(tasks or {"cls": 1.0}), "--micro-batch", str(micro_batch),
-           "--dropout", str(dropout), "--kill-on-save", str(kill_on_save)]
+           "--dropout", str(dropout)]
     procs = []
     for rank in range(world):
         env = dict(os.environ, DS_ACCELERATOR=accelerator, RANK=str(rank), LOCAL_RANK=str(rank),

@@ -30,6 +30,8 @@ Loading (yields vlengine.batch.VLBatch)::
                                   batch_size=32, itm_negative_prob=0.0, rank=0, world_size=1, seed=0)
     for batch in loader: ...                   # endless unless epochs=N; loader.state_dict() to resume
     embedded_pretrain_loader(batch_size=32)    # the same on the embedded corpus
+    ResumableStream(dataset, BatchPlan(len(dataset), batch_size=8, rank=0, world_size=1, seed=0), collate_fn)
+                                               # the one resumable stream under it, for any map-style dataset
 
 Raw-image mode: ``ImageTransform`` (vlengine.data.images) passed as ``image_transform=``.
 Converters: ``vlengine data convert --from {tsv,vlbert-zip,lmdb,npz} SRC OUT`` (vlengine.data.convert).
@@ -55,6 +57,8 @@ _EXPORTS = {
     "make_pretrain_loader": "vlengine.data.loading",
     "embedded_pretrain_loader": "vlengine.data.loading",
     "PretrainLoader": "vlengine.data.loading",
+    "ResumableStream": "vlengine.data.loading",
+    "BatchPlan": "vlengine.data.loading",
     "CaptionImageDataset": "vlengine.data.loading",
     "TextChunkDataset": "vlengine.data.loading",
     "collate_items": "vlengine.data.loading",

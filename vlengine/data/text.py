@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from ..atomic import write_text
+
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 NUM_UNUSED_BEFORE_UNK = 99  # bert-base-uncased: [unused0]..[unused98] sit at ids 1..99
 PUNCTUATION = ".,;:!?'\"-()"  # the pre-tokenizer splits these off as words of their own
@@ -178,7 +180,4 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int = 30522, min_fr
 
 
 def _atomic_write_lines(path: str, lines: list[str]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")

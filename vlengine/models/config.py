@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..atomic import write_json
+
 _ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 _ATTENTION = ("sdpa", "eager")
 
@@ -161,7 +163,4 @@ class VLConfig:
 
     def save(self, path) -> None:
         """Write as JSON (atomically: a crash leaves the old file or the new one, never half of one)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), indent=2, sort_keys=True)

@@ -13,12 +13,12 @@ initialisation.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_path, write_json
 from .config import VLConfig
 
 _CONFIG_CHECKS = {  # HF config key -> VLConfig field
@@ -180,15 +180,10 @@ def save_checkpoint(model: nn.Module, directory) -> None:
     from safetensors.torch import save_model
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights_tmp = directory / "model.safetensors.tmp"
-    save_model(model, str(weights_tmp), metadata={"format": "pt", "architecture": type(model).__name__})
-    with open(weights_tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    config_tmp = directory / "config.json.tmp"
-    config_tmp.write_text(json.dumps({"architecture": type(model).__name__, **model.config.to_dict()},
-                                     indent=2, sort_keys=True))
-    weights_tmp.replace(directory / "model.safetensors")
-    config_tmp.replace(directory / "config.json")
+    with atomic_path(directory / "model.safetensors") as weights_tmp:
+        save_model(model, weights_tmp, metadata={"format": "pt", "architecture": type(model).__name__})
+    write_json(directory / "config.json", {"architecture": type(model).__name__, **model.config.to_dict()},
+               indent=2, sort_keys=True)
 
 
 def read_checkpoint_config(directory) -> tuple[str, VLConfig]:

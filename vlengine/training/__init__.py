@@ -9,12 +9,11 @@ Pieces, one per file:
     config.py           PretrainConfig (YAML/JSON, `section.key=value` overrides)
     settings.py         TrainSettings: steps, warm-up, LR, logging/saving/eval cadence, output_dir
     recipes.py          objective + masking + task schedule per paper (vlbert, interbert, semvlp, cssbert)
-    data_setup.py       corpus paths (the embedded corpus by default) and the resumable loader
+    data_setup.py       corpus paths (the embedded corpus by default) and the resumable loader (vlengine.data.loading)
     engine.py           process group (deepspeed launcher, torchrun or one plain process) and deepspeed.initialize
     loop.py             train(): task draw, masking, forward/backward/step, logging, checkpoints, evaluation
     task_mixing.py      TaskMixer / StagedTaskMixer: per-step task, identical on every rank, a function of (seed, step)
     checkpoint.py       crash-safe save (temp tag, manifest, atomic `latest`), load, fp32 safetensors export
-    resumable_loader.py a rank-sharded, resumable batch stream over any map-style dataset
     rng.py              RNG states of torch / numpy / python for exact resume
     throughput.py       samples/s, tokens/s, MFU (GPU spec peaks; measured matmul peak on a CPU)
     monitor.py          tqdm bar, console lines, TensorBoard scalars

@@ -20,6 +20,8 @@ import shutil
 import torch
 import torch.distributed as dist
 
+from vlengine.atomic import atomic_path, fsync_dir, fsync_path, write_text
+
 MANIFEST = "vlengine_manifest.json"
 LATEST = "latest"
 PARTIAL_PREFIX = ".partial-"
@@ -38,25 +40,6 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write `text` to `path` so readers see the old or the new content, never a mix."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_path(os.path.dirname(os.path.abspath(path)))
-
-
 def save_checkpoint(engine, save_dir: str, step: int, client_state: dict, keep_last: int = 2) -> str:
     """Save engine + client state as tag `step<step>`; return the tag. Called by every rank."""
     tag = tag_for_step(step)
@@ -69,17 +52,17 @@ def save_checkpoint(engine, save_dir: str, step: int, client_state: dict, keep_l
     engine.save_checkpoint(save_dir, tag=partial, client_state=client_state, save_latest=False)
     # Each rank flushes the files it wrote before rank 0 declares the folder complete.
     for name in os.listdir(partial_path):
-        _fsync_path(os.path.join(partial_path, name))
+        fsync_path(os.path.join(partial_path, name))
     _barrier()
     if _rank() == 0:
         files = {name: os.path.getsize(os.path.join(partial_path, name)) for name in sorted(os.listdir(partial_path))}
-        atomic_write_text(os.path.join(partial_path, MANIFEST), json.dumps({"step": step, "files": files}, indent=1))
+        write_text(os.path.join(partial_path, MANIFEST), json.dumps({"step": step, "files": files}, indent=1))
         final_path = os.path.join(save_dir, tag)
         if os.path.exists(final_path):  # saving the same step twice: the new one wins
             shutil.rmtree(final_path)
         os.replace(partial_path, final_path)
-        _fsync_path(save_dir)
-        atomic_write_text(os.path.join(save_dir, LATEST), tag)
+        fsync_dir(save_dir)
+        write_text(os.path.join(save_dir, LATEST), tag)
         _prune(save_dir, keep_last)
     _barrier()
     return tag
@@ -179,7 +162,6 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
     tensors.update({name: t.detach().contiguous().clone()
                     for name, t in state.items() if torch.is_tensor(t) and not t.is_floating_point()})
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = f"{out_path}.tmp-{os.getpid()}"
-    save_file(tensors, tmp, metadata={"format": "pt", "source": folder})
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt", "source": folder})
     return {name: tuple(t.shape) for name, t in tensors.items()}

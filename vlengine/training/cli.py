@@ -13,7 +13,6 @@ Multi-GPU / multi-node: start the same command under DeepSpeed's launcher, e.g.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -119,11 +118,11 @@ def _summary(result, elapsed: float, cfg) -> None:
             print(f"  (retrieval over {int(ev['retrieval_candidates'])} images / captions; "
                   f"{int(ev['attr_words'])} masked attribute words)")
     if cfg.train.output_dir:
+        from vlengine.atomic import write_json
         path = os.path.join(cfg.train.output_dir, "eval.json")
         os.makedirs(cfg.train.output_dir, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump({"eval": ev, "final_step": result.final_step, "minutes": elapsed / 60,
-                       "train_metrics": result.last_metrics}, f, indent=1)
+        write_json(path, {"eval": ev, "final_step": result.final_step, "minutes": elapsed / 60,
+                          "train_metrics": result.last_metrics}, indent=1)
         print(f"results: {path}; TensorBoard: tensorboard --logdir {os.path.join(cfg.train.output_dir, 'tensorboard')}")
 
 

@@ -60,33 +60,74 @@ def _mean_over_ranks(values: dict[str, float], device) -> dict[str, float]:
 
 
 class _MetricAverager:
+    """Means of the objective's metrics between two log lines, summed where they are computed.
+
+    Summing on the device (in float64, as Python floats would) and reading the
+    sums once per log line keeps the host from waiting for the accelerator at
+    every micro-step. A non-finite value (a metric missing from a batch) is not
+    counted, as before."""
+
     def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
 
     def add(self, values: dict[str, torch.Tensor | float]) -> None:
         for name, value in values.items():
-            value = float(value)
-            if math.isfinite(value):
-                self.sums[name] = self.sums.get(name, 0.0) + value
-                self.counts[name] = self.counts.get(name, 0) + 1
+            value = torch.as_tensor(value).detach().to(torch.float64)
+            finite = torch.isfinite(value)
+            value = torch.where(finite, value, torch.zeros_like(value))
+            if name in self.sums:
+                self.sums[name] = self.sums[name] + value
+                self.counts[name] = self.counts[name] + finite
             else:
-                self.sums.setdefault(name, 0.0)
-                self.counts.setdefault(name, 0)
+                self.sums[name], self.counts[name] = value, finite.to(torch.int64)
 
     def pop(self) -> dict[str, float]:
-        out = {n: self.sums[n] / self.counts[n] if self.counts[n] else float("nan") for n in self.sums}
+        names = list(self.sums)
+        if not names:
+            return {}
+        # one host transfer for every metric
+        sums = torch.stack([self.sums[n].to(self.sums[names[0]].device) for n in names]).tolist()
+        counts = torch.stack([self.counts[n].to(self.sums[names[0]].device) for n in names]).tolist()
         self.sums, self.counts = {}, {}
-        return out
+        return {n: s / c if c else float("nan") for n, s, c in zip(names, sums, counts)}
+
+
+class _StepLosses:
+    """Loss of each optimizer step, kept on the device until the next log line, then averaged
+    over ranks with one all_reduce and read with one host transfer."""
+
+    MAX_PENDING = 1000  # bounds memory when log_every is 0 (no log lines)
+
+    def __init__(self, world: int, device):
+        self.world, self.device = world, device
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor) -> bool:
+        """Record one step's loss (a float64 scalar tensor); True when enough are pending to flush."""
+        self.pending.append(loss)
+        return len(self.pending) >= self.MAX_PENDING
+
+    def flush(self) -> list[float]:
+        if not self.pending:
+            return []
+        values = torch.stack(self.pending).to(self.device)
+        self.pending = []
+        if self.world > 1:
+            dist.all_reduce(values)
+            values = values / self.world
+        return values.tolist()
 
 
 def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSettings, mixer: TaskMixer,
           evaluate: Callable | None = None, run_config: dict | None = None) -> TrainResult:
     """Pretrain `module` (an objective: forward(batch, task=...) -> TaskOutput) on `loader`.
 
-    `loader` yields batches endlessly and has state_dict()/load_state_dict() (the
-    data position). `evaluate(engine, step) -> dict` runs on every rank at
-    eval_every and at the end. `run_config` is stored in checkpoints for the record.
+    `loader` is an endless iterator with state_dict()/load_state_dict() (the data
+    position): a vlengine.data.loading.ResumableStream, or the PretrainLoader made
+    of two. `evaluate(engine, step) -> dict` runs on every rank at eval_every and
+    at the end. `run_config` is stored in checkpoints for the record. Losses and
+    metrics stay on the device between log lines (one host read per log line).
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -129,6 +170,13 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
 
     result = TrainResult(engine=engine, start_step=start_step, final_step=start_step, checkpoint_dir=ckpt_dir)
     averager = _MetricAverager()
+    step_losses = _StepLosses(world, engine.device)
+
+    def read_losses() -> list[float]:
+        """Host values of the steps since the last read (every rank takes part: an all_reduce)."""
+        losses = step_losses.flush()
+        result.losses.extend(losses)
+        return losses
 
     def save(at_step: int) -> None:
         per_rank_state = {"data": loader.state_dict(), "rng": capture_rng_state()}
@@ -152,31 +200,32 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     engine.train()
     while step < end_step:
         task = mixer.task_for_step(step)
-        step_loss = 0.0
+        step_loss = torch.zeros((), dtype=torch.float64, device=engine.device)
         skipped_before = engine.skipped_steps
         for micro in range(accum):
             batch = next(loader)
             if prepare is not None:
                 batch = prepare(batch, task, micro_step_generator(settings.seed, rank, step * accum + micro))
+            # counted on the host batch, before it moves: no device sync
             samples, tokens = batch.batch_size, batch.num_tokens
+            flops = model_flops(module, batch, tokens, flop_params)
             # floating inputs to the dtype DeepSpeed cast the weights to (fp16 stores, bf16 engines)
             batch = batch.to(engine.device, dtype)
             out = engine(batch, task=task)
             engine.backward(out.loss)
             engine.step()
-            step_loss += float(out.loss.detach()) / accum
+            # stays on the device (float64, as the Python float sum it replaces): read at the log line
+            step_loss = step_loss + out.loss.detach().to(torch.float64) / accum
             averager.add({k: v for k, v in out.metrics.items()})
-            meter.add(samples, tokens, model_flops(module, batch, tokens, flop_params))
+            meter.add(samples, tokens, flops)
         step += 1
-        if world > 1:
-            loss_t = torch.tensor([step_loss], dtype=torch.float64, device=engine.device)
-            dist.all_reduce(loss_t)
-            step_loss = loss_t.item() / world
-        result.losses.append(step_loss)
+        must_flush = step_losses.add(step_loss)
         result.tasks.append(task)
-        monitor.step(step, step_loss)
-        if settings.log_every and (step % settings.log_every == 0 or step == end_step):
-            values = {"loss": step_loss, **_mean_over_ranks(averager.pop(), engine.device), **meter.report(),
+        log_now = settings.log_every and (step % settings.log_every == 0 or step == end_step)
+        losses = read_losses() if log_now or must_flush else []
+        monitor.step(step, losses[-1] if losses else None)
+        if log_now:
+            values = {"loss": losses[-1], **_mean_over_ranks(averager.pop(), engine.device), **meter.report(),
                       "lr": engine.get_lr()[0], "loss_scale": loss_scale(engine),
                       "skipped_steps": float(engine.skipped_steps)}
             result.last_metrics = values
@@ -190,11 +239,15 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
             run_eval(step)
             meter.reset()  # throughput counts training time only
 
+    read_losses()
     result.final_step = step
-    if ckpt_dir and step > start_step:
-        save(step)
+    export_path = os.path.join(settings.output_dir, "model_fp32.safetensors") if ckpt_dir else None
+    # A run killed after its last checkpoint but before the export exports on the rerun.
+    if ckpt_dir and (step > start_step or (settings.export_safetensors and not os.path.isfile(export_path))):
+        if step > start_step:
+            save(step)
         if settings.export_safetensors and rank == 0:
-            result.exported = os.path.join(settings.output_dir, "model_fp32.safetensors")
+            result.exported = export_path
             export_fp32_safetensors(ckpt_dir, result.exported)
             monitor.print(f"exported fp32 weights to {result.exported}")
         dist.barrier()

@@ -59,30 +59,5 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     # accepts text-only rows (VL-BERT and CSS-BERT; InterBERT and SemVLP always take regions).
     evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config)) \
         if cfg.recipe in ("vlbert", "cssbert") else None
-    return train(objective, iter(_Iterable(loader)), ds_config, cfg.train, mixer, evaluate,
-                 run_config=cfg.to_dict())
+    return train(objective, loader, ds_config, cfg.train, mixer, evaluate, run_config=cfg.to_dict())
 
-
-class _Iterable:
-    """Adapts a loader whose __iter__ is a generator to next() + state_dict() on one object."""
-
-    def __init__(self, loader):
-        self.loader = loader
-        self._it = iter(loader)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        # torch's DataLoader draws a base seed from the global RNG whenever an iterator starts
-        # (each epoch, and at a resume point): isolate it, or a resumed run's dropout masks shift.
-        # Items do not depend on that seed (they are functions of (seed, epoch, index)).
-        with torch.random.fork_rng(devices=[]):
-            return next(self._it)
-
-    def state_dict(self) -> dict:
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loader.load_state_dict(state)
-        self._it = iter(self.loader)  # the generator restarts from the restored position

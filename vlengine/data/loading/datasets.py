@@ -39,6 +39,8 @@ class CaptionImageDataset:
         load_features: False skips reading region features (raw-image mode).
     """
 
+    keyed_by_epoch = True  # items are requested as (epoch, index): see ResumableStream
+
     def __init__(self, store: Store | str, max_text_len: int | None = 64, max_regions: int | None = None,
                  itm_negative_prob: float = 0.0, seed: int = 0, image_transform=None, load_features: bool = True):
         self.store = open_store(store) if isinstance(store, (str, os.PathLike)) else store
@@ -140,6 +142,8 @@ class TextChunkDataset:
     chunk. The token stream is held in memory as two int32 arrays (4 bytes a
     token, shared by forked workers); convert very large corpora to a store.
     """
+
+    keyed_by_epoch = True  # accepts (epoch, index) keys like CaptionImageDataset (items do not depend on epoch)
 
     def __init__(self, paths: str | Sequence[str], tokenizer: TextEncoder, chunk_len: int = 64, batch_lines: int = 4096):
         if chunk_len < 3:

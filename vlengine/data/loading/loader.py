@@ -1,7 +1,9 @@
 """The pretraining loader: caption batches, optional text-only batches mixed in,
 resumable mid-epoch through ``state_dict`` / ``load_state_dict``.
 
-Iteration is by steps: epochs follow one another (each with its own
+Both parts are :class:`~vlengine.data.loading.stream.ResumableStream` s (the
+engine's one resumable stream); this module only builds them from a store and
+mixes them. Iteration is by steps: epochs follow one another (each with its own
 permutation) until ``epochs`` is reached, or forever when it is None. The state
 counts batches *handed to the caller*, not batches prefetched by workers, so a
 checkpoint taken after step s resumes exactly at step s + 1.
@@ -14,74 +16,35 @@ import math
 import os
 from typing import Callable, Sequence
 
-import torch
-from torch.utils.data import DataLoader
-
 from vlengine.batch import VLBatch
+
 from ..store import Store, open_store
 from ..text import TextEncoder, load_tokenizer
 from .collate import collate_items, concat_batches
 from .datasets import CaptionImageDataset, TextChunkDataset
 from .sampling import BatchPlan
-
-
-class _Stream:
-    """Batches of one dataset through a torch DataLoader, with a resumable position."""
-
-    def __init__(self, dataset, plan: BatchPlan, pad_id: int, num_workers: int = 0, pin_memory: bool = False,
-                 prefetch_factor: int | None = None):
-        self.dataset, self.plan = dataset, plan
-        self.collate = functools.partial(collate_items, pad_id=pad_id)
-        self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
-        self.epoch, self.offset = 0, 0
-        self._it = None
-
-    def _normalise(self) -> None:
-        while self.offset >= len(self.plan.batches(self.epoch)):
-            self.epoch, self.offset = self.epoch + 1, 0
-
-    def next(self) -> VLBatch:
-        self._normalise()
-        if self._it is None:
-            remaining = self.plan.batches(self.epoch)[self.offset:]
-            kwargs = {}
-            if self.num_workers > 0 and self.prefetch_factor is not None:
-                kwargs["prefetch_factor"] = self.prefetch_factor
-            self._it = iter(DataLoader(self.dataset, batch_sampler=remaining, collate_fn=self.collate,
-                                       num_workers=self.num_workers, pin_memory=self.pin_memory, **kwargs))
-        try:
-            batch = next(self._it)
-        except StopIteration:  # the plan says how many batches there are, so this is a bug
-            raise RuntimeError(f"loader ran out of batches at epoch {self.epoch} batch {self.offset}") from None
-        self.offset += 1
-        if self.offset >= len(self.plan.batches(self.epoch)):
-            self._it = None
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "offset": self.offset}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
-        self._it = None
+from .stream import ResumableStream
 
 
 class PretrainLoader:
-    """Iterable of :class:`VLBatch`; see :func:`make_pretrain_loader`."""
+    """Iterator of :class:`VLBatch` (``next(loader)`` step after step); see :func:`make_pretrain_loader`.
 
-    def __init__(self, captions: _Stream, text: _Stream | None = None, text_ratio: float = 1.0,
-                 epochs: int | None = None, batch_transform: Callable[[VLBatch], VLBatch] | None = None,
+    The caption stream sets the epochs (and ends iteration when it has
+    ``epochs``); the text-only stream runs endlessly beside it."""
+
+    def __init__(self, captions: ResumableStream, text: ResumableStream | None = None, text_ratio: float = 1.0,
+                 batch_transform: Callable[[VLBatch], VLBatch] | None = None,
                  pad_id: int = 0, identity: dict | None = None):
         if text is not None and text_ratio < 0:
             raise ValueError(f"text_ratio must be >= 0, got {text_ratio}")
         self.captions, self.text, self.text_ratio = captions, text, float(text_ratio)
-        self.epochs, self.batch_transform, self.pad_id = epochs, batch_transform, pad_id
+        self.batch_transform, self.pad_id = batch_transform, pad_id
         self.identity = identity or {}
         self.step = 0
 
     def __len__(self) -> int:
-        """Caption batches in one epoch (of this rank)."""
-        return len(self.captions.plan.batches(self.captions.epoch))
+        """Caption batches in the current epoch (of this rank)."""
+        return len(self.captions)
 
     @property
     def epoch(self) -> int:
@@ -91,19 +54,18 @@ class PretrainLoader:
         # exactly round(ratio * steps) text batches over any run of steps, spread evenly
         return math.floor((step + 1) * self.text_ratio) - math.floor(step * self.text_ratio)
 
-    def __iter__(self):
-        while True:
-            self.captions._normalise()
-            if self.epochs is not None and self.captions.epoch >= self.epochs:
-                return
-            batch = self.captions.next()
-            if self.text is not None:
-                for _ in range(self._text_batches_for(self.step)):
-                    batch = concat_batches(batch, self.text.next(), self.pad_id)
-            self.step += 1
-            if self.batch_transform is not None:
-                batch = self.batch_transform(batch)
-            yield batch
+    def __iter__(self) -> "PretrainLoader":
+        return self
+
+    def __next__(self) -> VLBatch:
+        batch = next(self.captions)  # StopIteration after `epochs` epochs
+        if self.text is not None:
+            for _ in range(self._text_batches_for(self.step)):
+                batch = concat_batches(batch, next(self.text), self.pad_id)
+        self.step += 1
+        if self.batch_transform is not None:
+            batch = self.batch_transform(batch)
+        return batch
 
     def state_dict(self) -> dict:
         """Position after the last batch handed out (JSON-able)."""
@@ -160,7 +122,8 @@ def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | N
     plan = BatchPlan(len(ds), batch_size=batch_size, max_tokens=max_tokens,
                      lengths=ds.lengths() if max_tokens is not None else None, rank=rank, world_size=world_size,
                      seed=seed, shuffle=shuffle, drop_last=drop_last)
-    captions = _Stream(ds, plan, pad_id, num_workers, pin_memory)
+    collate = functools.partial(collate_items, pad_id=pad_id)
+    captions = ResumableStream(ds, plan, collate, epochs=epochs, num_workers=num_workers, pin_memory=pin_memory)
     text = None
     if text_corpus is not None:
         if tokenizer is None:
@@ -168,10 +131,10 @@ def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | N
         tds = TextChunkDataset(text_corpus, tokenizer, chunk_len=text_chunk_len)
         tplan = BatchPlan(len(tds), batch_size=text_batch_size or batch_size or 32, rank=rank, world_size=world_size,
                           seed=seed + 1, shuffle=shuffle, drop_last=drop_last)
-        text = _Stream(tds, tplan, pad_id, num_workers, pin_memory)
+        text = ResumableStream(tds, tplan, collate, num_workers=num_workers, pin_memory=pin_memory)
     identity = {"store": store.path, "captions": len(ds), "seed": seed, "rank": rank, "world_size": world_size,
                 "batch_size": batch_size, "max_tokens": max_tokens, "text_ratio": text_ratio if text else None}
-    return PretrainLoader(captions, text, text_ratio, epochs, batch_transform, pad_id, identity)
+    return PretrainLoader(captions, text, text_ratio, batch_transform, pad_id, identity)
 
 
 def embedded_pretrain_loader(corpus_dir: str | None = None, split: str = "train", seed: int = 0,

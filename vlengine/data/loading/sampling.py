@@ -1,14 +1,15 @@
 """Per-rank sharding and batch planning, deterministic from (seed, epoch).
 
 A *plan* is the list of batches one rank sees in one epoch, each batch a list of
-``(epoch, index)`` keys. It is a pure function of (seed, epoch, rank,
-world_size, the lengths), so resuming mid-epoch is just "rebuild the plan, skip
-the batches already consumed".
+dataset indices. It is a pure function of (seed, epoch, rank, world_size, the
+lengths), so resuming mid-epoch is just "rebuild the plan, skip the batches
+already consumed" (:class:`~vlengine.data.loading.stream.ResumableStream`).
 
 Sharding: one permutation of all indices per epoch (the same on every rank),
 rank r takes positions r, r + W, r + 2W, ...: ranks are disjoint and together
-cover every index exactly once. Ranks may differ by one sample per epoch; the
-training loop counts steps, not epochs, so no rank waits for another.
+cover every index exactly once. Ranks may differ by one sample per epoch; with
+``drop_last`` every rank keeps exactly floor(N / W) samples, so all ranks have
+the same number of full batches and cross epoch boundaries at the same step.
 """
 
 from __future__ import annotations
@@ -104,62 +105,32 @@ class BatchPlan:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle, self.drop_last, self.bucket_batches = shuffle, drop_last, bucket_batches
         shard_indices(num_samples, rank, world_size, seed, 0)  # validates rank/world_size
+        if drop_last and max_tokens is None and num_samples // world_size < batch_size:
+            raise ValueError(f"dataset of {num_samples} samples cannot fill one batch of {batch_size} "
+                             f"on each of {world_size} ranks")
         self._cache: tuple[int, list] | None = None
 
-    def batches(self, epoch: int) -> list[list[tuple[int, int]]]:
-        """The batches of ``epoch`` as lists of (epoch, index) keys."""
+    def identity(self) -> dict:
+        """What a saved position is only valid for (a resumed run must plan the same batches)."""
+        return {"num_samples": self.num_samples, "seed": self.seed, "rank": self.rank,
+                "world_size": self.world_size, "batch_size": self.batch_size, "max_tokens": self.max_tokens,
+                "shuffle": self.shuffle, "drop_last": self.drop_last}
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch`` as lists of dataset indices."""
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
         idx = shard_indices(self.num_samples, self.rank, self.world_size, self.seed, epoch, self.shuffle)
+        if self.drop_last:
+            idx = idx[:self.num_samples // self.world_size]  # equal shards: ranks stay in step epoch by epoch
         if self.max_tokens is not None:
             raw = token_budget_batches(idx, self.lengths, self.max_tokens, self.seed, epoch, self.rank,
                                        self.bucket_batches, self.batch_size)
         else:
             raw = fixed_size_batches(idx, self.batch_size, self.drop_last)
-        plan = [[(epoch, int(i)) for i in b] for b in raw]
+        plan = [[int(i) for i in b] for b in raw]
         if not plan:
             raise ValueError(f"rank {self.rank}: no batches in epoch {epoch} (dataset too small for the batch size?)")
         self._cache = (epoch, plan)
         return plan
 
-
-class ResumableBatchSampler:
-    """A batch sampler over a :class:`BatchPlan` for a plain ``torch.utils.data.DataLoader``,
-    epoch after epoch, with ``state_dict`` / ``load_state_dict``.
-
-    It yields lists of ``(epoch, index)`` keys (the datasets of this package
-    accept them). A DataLoader with workers asks for batches ahead of use, so
-    the position to save is the number of batches the *training loop* consumed:
-    pass it as ``consumed`` to :meth:`state_dict` (``make_pretrain_loader``
-    does this bookkeeping for you).
-    """
-
-    def __init__(self, plan: BatchPlan, epochs: int | None = None):
-        self.plan, self.epochs = plan, epochs
-        self.epoch, self.offset = 0, 0
-
-    def __iter__(self):
-        while self.epochs is None or self.epoch < self.epochs:
-            batches = self.plan.batches(self.epoch)
-            while self.offset < len(batches):
-                batch = batches[self.offset]
-                self.offset += 1
-                yield batch
-            self.epoch, self.offset = self.epoch + 1, 0
-
-    def __len__(self) -> int:
-        """Batches in the current epoch."""
-        return len(self.plan.batches(self.epoch))
-
-    def state_dict(self, consumed: tuple[int, int] | None = None) -> dict:
-        """Position as (epoch, batches done in it): ``consumed`` if given, else what was yielded."""
-        epoch, offset = consumed if consumed is not None else (self.epoch, self.offset)
-        return {"epoch": int(epoch), "offset": int(offset), "seed": self.plan.seed, "rank": self.plan.rank,
-                "world_size": self.plan.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "rank", "world_size"):
-            if state[key] != getattr(self.plan, key):
-                raise ValueError(f"sampler state has {key}={state[key]}, this sampler {getattr(self.plan, key)}: "
-                                 "resuming would not reproduce the order")
-        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])

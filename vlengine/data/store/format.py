@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ...atomic import write_json
 
 FORMAT_NAME = "vlengine-store"
 FORMAT_VERSION = 1
@@ -114,13 +115,8 @@ def sha256_file(path: str) -> str:
 
 
 def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON to ``path`` via a temp file + fsync + rename, so a reader never sees half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Writes JSON in the store's layout (indent 1, sorted keys), atomically (vlengine.atomic)."""
+    write_json(path, obj, indent=1, sort_keys=True)
 
 
 def read_json(path: str, what: str) -> dict:
@@ -131,16 +127,3 @@ def read_json(path: str, what: str) -> dict:
         raise StoreFormatError(f"{what}: missing file {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StoreFormatError(f"{what}: {path} is not valid JSON ({e})") from None
-
-
-def fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

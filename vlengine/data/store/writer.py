@@ -21,8 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ...atomic import fsync_dir, write_bytes
 from .format import (CAPTIONS, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, REGIONS, SHARD_MANIFEST, VOCAB_FILE,
-                     Column, StoreFormatError, caption_columns, data_file, fsync_dir, offsets_file, read_json,
+                     Column, StoreFormatError, caption_columns, data_file, offsets_file, read_json,
                      region_columns, sha256_file, shard_dir_name, write_json_atomic)
 
 PROGRESS_FILE = "progress.json"
@@ -64,10 +65,7 @@ class _ShardWriter:
             if c.ragged:
                 path = os.path.join(self.directory, offsets_file(c.name))
                 offs = np.asarray(self.offsets[c.name], dtype="<i8")
-                with open(path, "wb") as g:
-                    g.write(offs.tobytes())
-                    g.flush()
-                    os.fsync(g.fileno())
+                write_bytes(path, offs.tobytes())
                 entry["offsets"] = {"file": offsets_file(c.name), "bytes": offs.nbytes,
                                     "sha256": hashlib.sha256(offs.tobytes()).hexdigest()}
             files[c.name] = entry
