@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from vlengine._config import ConfigError
+
 from .checkpoint import export_fp32_safetensors, load_checkpoint, save_checkpoint, tag_for_step
 from .engine import build_engine, compute_dtype, loss_scale
 from .monitor import Monitor
@@ -123,8 +125,9 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
             refuse_changed_settings(json.loads(saved) if saved else None, run_config, settings.output_dir)
             mixer.check_state(client["mixer"])
             if len(client["per_rank"]) != world:
-                raise ValueError(f"checkpoint in {ckpt_dir} was saved by {len(client['per_rank'])} ranks; "
-                                 f"this run has {world} (data positions and RNG states are per rank)")
+                raise ConfigError(f"checkpoint in {ckpt_dir} was saved by {len(client['per_rank'])} ranks; "
+                                  f"this run has {world} (data positions and RNG states are per rank): launch "
+                                  f"{len(client['per_rank'])} ranks, or pass --no-resume to start over")
             mine = client["per_rank"][rank]
             loader.load_state_dict(mine["data"])
             restore_rng_state(mine["rng"])

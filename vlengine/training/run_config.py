@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from vlengine._config import UserError
+from vlengine._config import ConfigError
 
 CONFIG_FILE = "config.yaml"
 FIXED_TRAIN_SETTINGS = ("seed", "total_steps", "warmup_steps", "lr", "weight_decay", "adam_betas", "adam_eps")
@@ -46,9 +46,9 @@ def refuse_changed_settings(saved: dict | None, current: dict | None, where: str
     listed = "; ".join(f"{name} {old!r} there, {new!r} now" for name, old, new in changes[:3])
     more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
     if any(name == "recipe" or name.startswith("model.") for name, _, _ in changes):
-        raise UserError(f"{where} holds a checkpoint of a different model ({listed}{more}): pass --no-resume "
+        raise ConfigError(f"{where} holds a checkpoint of a different model ({listed}{more}): pass --no-resume "
                         "to start over there, or choose another --output-dir")
-    raise UserError(f"cannot resume {where} with changed settings ({listed}{more}): the checkpoint fixes them; "
+    raise ConfigError(f"cannot resume {where} with changed settings ({listed}{more}): the checkpoint fixes them; "
                     "restore them, or pass --no-resume to start over")
 
 
