@@ -18,7 +18,8 @@ def _tags(folder: str) -> list[str]:
 def check_export_source(checkpoint_dir: str, tag: str | None) -> None:
     """`checkpoint_dir` is a checkpoints folder (not the run folder above it) and `tag` exists in it."""
     if not os.path.isdir(checkpoint_dir):
-        raise UserError(f"{checkpoint_dir} is not a folder: pass a run's checkpoints folder, e.g. runs/main-job/checkpoints")
+        raise UserError(f"{checkpoint_dir} is not a folder: pass a run's checkpoints folder, "
+                        "e.g. runs/main-job/checkpoints")
     inner = os.path.join(checkpoint_dir, "checkpoints")
     if os.path.isdir(inner) and not os.path.isfile(os.path.join(checkpoint_dir, "latest")):
         raise UserError(f"{checkpoint_dir} is a run folder: pass its checkpoints folder, {inner}")

@@ -82,7 +82,8 @@ def run_convert(args) -> int:
     _check_sources(args)
     source, soft = make_source(args)
     if source.total() == 0:
-        raise ValueError(f"--from {args.fmt}: no input records in {' '.join(args.src)} (wrong folder, or wrong --from?)")
+        raise ValueError(f"--from {args.fmt}: no input records in {' '.join(args.src)} "
+                         "(wrong folder, or wrong --from?)")
     out = convert(source, args.out, feature_dim=args.feature_dim, num_soft_classes=soft, vocab_file=args.vocab,
                   captions_file=args.captions, max_text_len=args.max_text_len, shard_bytes=args.shard_mb << 20,
                   overwrite=args.overwrite, resume=not args.no_resume, progress=not args.no_progress)
