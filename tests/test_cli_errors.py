@@ -203,3 +203,29 @@ def test_help_example_with_a_short_schedule_is_accepted(tmp_path):
     assert code == 0, err
     assert "total_steps: 50" in out and "warmup_steps: 50" in out
     assert "warm-up shortened to 50 steps" in err
+
+
+def _checkpoint(folder, state) -> None:
+    """A one-rank, non-ZeRO checkpoint as vlengine's save writes it (state file, manifest, `latest`)."""
+    import json
+
+    import torch
+    tag = folder / "step000000001"
+    tag.mkdir(parents=True)
+    torch.save(state, tag / "mp_rank_00_model_states.pt")
+    sizes = {"mp_rank_00_model_states.pt": (tag / "mp_rank_00_model_states.pt").stat().st_size}
+    (tag / "vlengine_manifest.json").write_text(json.dumps({"step": 1, "files": sizes}))
+    (folder / "latest").write_text("step000000001")
+
+
+def test_export_reads_weights_only(tmp_path):
+    import datetime
+
+    import torch
+    _checkpoint(tmp_path / "plain", {"module": {"w": torch.ones(2, 3)}, "step": 1})
+    code, out, err, _ = vlengine(["pretrain", "export", str(tmp_path / "plain"), "w.safetensors"], tmp_path)
+    assert code == 0 and "wrote 1 tensors" in out, err
+    _checkpoint(tmp_path / "objects", {"module": {"w": torch.ones(2, 3)}, "when": datetime.datetime(2020, 1, 1)})
+    one_line_error(["pretrain", "export", str(tmp_path / "objects"), "x.safetensors"], tmp_path,
+                   "holds more than tensors", "datetime", "does not unpickle", fast=False)
+    assert not (tmp_path / "x.safetensors").exists()

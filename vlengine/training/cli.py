@@ -74,8 +74,16 @@ def _export(argv: list[str]) -> int:
     from .export_checks import check_export_source, copy_run_config
     check_export_source(args.checkpoint_dir, args.tag)
     _use_cpu_accelerator_without_gpu()
+    import pickle
+
     from .checkpoint import export_fp32_safetensors
-    shapes = export_fp32_safetensors(args.checkpoint_dir, args.out, args.tag)
+    try:
+        shapes = export_fp32_safetensors(args.checkpoint_dir, args.out, args.tag)
+    except pickle.UnpicklingError as err:
+        found = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+        raise UserError(f"{args.checkpoint_dir}: the checkpoint holds more than tensors and plain data "
+                        f"({found[0].split(' was not')[0] if found else 'unknown objects'}); export reads "
+                        "weights only and does not unpickle objects") from None
     print(f"wrote {len(shapes)} tensors ({sum(_numel(s) for s in shapes.values()) / 1e6:.2f}M values) to {args.out}")
     config = copy_run_config(args.checkpoint_dir, args.out)
     if config:
