@@ -103,3 +103,29 @@ def test_a_warm_up_longer_than_the_schedule_is_shortened_with_a_note():
     cfg = PretrainConfig.from_file(shipped_config()).with_overrides(["train.total_steps=50"])
     assert cfg.train.warmup_steps == 50 and cfg.train.total_steps == 50
     assert any("warm-up shortened to 50 steps" in note for note in cfg.notes)
+
+
+def test_section_defaults_are_the_consumers_defaults():
+    """The objective sections repeat the task classes' defaults and the masking presets' names (so that a
+    config loads without importing torch): they must not drift apart."""
+    import dataclasses
+    import inspect
+
+    from vlengine.data.masking.presets import PAPERS
+    from vlengine.models.cssbert import CSSBert
+    from vlengine.tasks.cssbert import CSSBertPretraining
+    from vlengine.tasks.interbert import InterBertPretraining
+    from vlengine.tasks.semvlp import SemVLPPretraining
+    from vlengine.tasks.vlbert import VLBertPretraining
+    from vlengine.training.sections import MASKING_PRESETS, OBJECTIVES
+
+    assert set(MASKING_PRESETS) == set(PAPERS)
+    tasks = {"vlbert": VLBertPretraining, "interbert": InterBertPretraining, "semvlp": SemVLPPretraining,
+             "cssbert": CSSBertPretraining}
+    for recipe, task in tasks.items():
+        parameters = inspect.signature(task.__init__).parameters
+        for f in dataclasses.fields(OBJECTIVES[recipe]):
+            if f.name in parameters and f.default is not None:
+                assert f.default == parameters[f.name].default, (recipe, f.name)
+    contrastive = inspect.signature(CSSBert.__init__).parameters["contrastive_inputs"].default
+    assert OBJECTIVES["cssbert"]().contrastive_inputs == contrastive
