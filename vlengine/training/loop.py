@@ -152,7 +152,8 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
                   f"steps {start_step} -> {end_step} of {settings.total_steps}; MFU peak: {peak / 1e12:.3f} TFLOPS "
                   f"({peak_source})")
     if finished_before:
-        monitor.print(f"run already finished: step {step} of {end_step} (checkpoint {resumed_from}); "
+        where = f"step {step} of {end_step}" if step == end_step else f"step {step}, past its last step {end_step}"
+        monitor.print(f"run already finished: {where} (checkpoint {resumed_from}); "
                       + ("evaluating it again" if settings.eval_if_finished else
                          "nothing to do (--evaluate evaluates it again; --no-resume starts over)"))
     elif resumed_from:
