@@ -83,9 +83,11 @@ setup(
     version="0.1.0",
     description="Fused kernels, models and DeepSpeed pretraining for vision-language BERTs",
     python_requires=">=3.10",
-    packages=find_packages(include=["vlengine", "vlengine.*"]) + ["vlengine.kernels"],
-    # Triton kernels live in the top-level kernels/ folder and ship inside the package.
-    package_dir={"vlengine.kernels": "kernels"},
+    packages=find_packages(include=["vlengine", "vlengine.*"]) + ["vlengine.kernels", "vlengine.configs"],
+    # Triton kernels live in the top-level kernels/ folder and ship inside the package; so do the
+    # recipes of train/configs (`vlengine pretrain` with no --config runs vlengine/configs/main_job.yaml).
+    package_dir={"vlengine.kernels": "kernels", "vlengine.configs": "train/configs"},
+    package_data={"vlengine.configs": ["*.yaml", "deepspeed/*.json"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack"],

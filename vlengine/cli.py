@@ -1,15 +1,27 @@
-"""The `vlengine` command. Each subcommand lives with the layer it drives:
+"""usage: vlengine [--version] [--debug] COMMAND [ARGS]
 
-    vlengine info                      versions and backends (python -m vlengine.info)
-    vlengine data convert --from ...   feature-format converters (vlengine.data.cli)
-    vlengine data corpus ...           the embedded corpus (vlengine.data.cli)
-    vlengine pretrain [--config FILE]  pretraining on DeepSpeed (vlengine.training.cli)
+commands:
+  info                                    versions, compiled backends and the ops each can run
+  data corpus OUT_DIR                     build the embedded, visually grounded corpus
+  data convert --from FORMAT SRC --out STORE   convert region features (tsv, vlbert-zip, lmdb, npz, images)
+  data verify STORE                       check every file of a store (sizes and sha256)
+  data info STORE                         a store's record counts, columns and attributes
+  pretrain [--config FILE] [--set K=V]    pretraining on DeepSpeed (default: the shipped main job)
+  pretrain export CHECKPOINTS OUT         the fp32 weights of a checkpoint as one safetensors file
+
+options:
+  --version    print the version and exit
+  --debug      show full tracebacks instead of one-line errors (also: VLENGINE_DEBUG=1)
+  -h, --help   this help; `vlengine COMMAND --help` shows a command's options
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from ._cli_errors import EXIT_USER_ERROR, guarded, take_debug_flag
+from ._config import closest
 
 _SUBCOMMANDS = {
     "info": "vlengine.info",
@@ -30,11 +42,23 @@ def _launcher_args_after_subcommand(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _launcher_args_after_subcommand(list(sys.argv[1:] if argv is None else argv))
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in _SUBCOMMANDS:
+    argv = take_debug_flag(argv)
+    if argv and argv[0] in ("--version", "-V"):
+        from . import __version__
+        print(f"vlengine {__version__}")
+        return 0
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(_SUBCOMMANDS[argv[0]])
-    return int(module.main(argv[1:]) or 0)
+        return 0
+    command = argv[0]
+    if command not in _SUBCOMMANDS:
+        guess = closest(command, _SUBCOMMANDS)
+        hint = f"did you mean {guess!r}?" if guess else f"commands: {', '.join(_SUBCOMMANDS)}"
+        what = "option" if command.startswith("-") else "command"
+        print(f"vlengine: unknown {what} {command!r}, {hint} (vlengine --help lists them)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    module = importlib.import_module(_SUBCOMMANDS[command])
+    return guarded(f"vlengine {command}", module.main, argv[1:])
 
 
 def run() -> None:

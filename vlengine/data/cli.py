@@ -1,4 +1,4 @@
-"""``vlengine data ...``: build the embedded corpus, convert feature files, inspect stores.
+"""vlengine data: build the embedded corpus, convert feature files, inspect stores.
 
     vlengine data corpus OUT_DIR [--seed S] [--num-train N] [--num-heldout N]
     vlengine data convert --from {tsv,vlbert-zip,lmdb,npz} SRC... --out STORE [--captions FILE] [--vocab FILE]
@@ -14,18 +14,20 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlengine data", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    from vlengine._cli_errors import OneLineParser
+
+    p = OneLineParser(prog="vlengine data", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     c = sub.add_parser("corpus", help="generate the embedded, visually grounded corpus")
-    c.add_argument("out_dir")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--num-train", type=int, default=4000)
-    c.add_argument("--num-heldout", type=int, default=500)
-    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("out_dir", help="folder to create (train/, heldout/, vocab.txt, text/, MANIFEST.json)")
+    c.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    c.add_argument("--num-train", type=int, default=4000, help="training images (default 4000)")
+    c.add_argument("--num-heldout", type=int, default=500, help="held-out images (default 500)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing corpus in out_dir")
     v = sub.add_parser("verify", help="check every file of a store against its index (sizes and sha256)")
-    v.add_argument("store")
+    v.add_argument("store", help="a store folder (e.g. CORPUS/train)")
     i = sub.add_parser("info", help="print a store's record counts, columns and attributes")
-    i.add_argument("store")
+    i.add_argument("store", help="a store folder (e.g. CORPUS/train)")
     try:
         from .convert.cli import add_convert_parser
     except ImportError:  # converters not installed in this build

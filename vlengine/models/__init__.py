@@ -35,11 +35,20 @@ compute only at the labelled rows (MLM gathers masked tokens first, then chunks
 the linear + CE when the [M, V] logits would be large: ``MaskedLMHead(fused=...)``).
 """
 
+import importlib
+
 from .config import VLConfig
-from .cssbert import CSSBert
-from .interbert import InterBert
-from .outputs import VLOutput
-from .semvlp import SemVLP
-from .vlbert import VLBert
+
+# The architectures import torch (seconds); VLConfig does not. Load them on first use, so that checking
+# a config file (`vlengine pretrain --config ...`) reports a mistake before torch is even imported.
+_LAZY = {"CSSBert": ".cssbert", "InterBert": ".interbert", "VLOutput": ".outputs", "SemVLP": ".semvlp",
+         "VLBert": ".vlbert"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["CSSBert", "InterBert", "SemVLP", "VLBert", "VLConfig", "VLOutput"]

@@ -9,13 +9,14 @@ fields with the released code's value as the default (see
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import write_json
 
 _ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 _ATTENTION = ("sdpa", "eager")
+PRESETS = ("base", "large", "tiny")
 
 
 @dataclass
@@ -124,19 +125,17 @@ class VLConfig:
 
         A ``preset`` key ("base", "large", "tiny") selects the starting sizes.
         """
-        if not isinstance(values, dict):
-            raise TypeError(f"{source}: expected a mapping of settings, got {type(values).__name__}")
-        values = dict(values)
-        preset = values.pop("preset", None)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown model setting(s) {unknown}; known: {sorted(known)}")
-        if preset is None:
-            return cls(**values)
-        if preset not in ("base", "large", "tiny"):
-            raise ValueError(f"{source}: preset must be 'base', 'large' or 'tiny', got {preset!r}")
-        return getattr(cls, preset)(**values)
+        from vlengine._config import ConfigError, check_mapping
+
+        values = dict(values) if isinstance(values, dict) else values
+        preset = values.pop("preset", None) if isinstance(values, dict) else None
+        values = check_mapping(cls, values, source, "model")  # unknown keys (with the closest one), types
+        if preset is not None and preset not in PRESETS:
+            raise ConfigError(f"{source}: model.preset must be 'base', 'large' or 'tiny', got {preset!r}")
+        try:
+            return getattr(cls, preset or "base")(**values)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
 
     @classmethod
     def from_file(cls, path) -> "VLConfig":

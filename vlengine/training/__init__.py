@@ -6,7 +6,10 @@
     result.losses, result.last_metrics, result.eval_metrics
 
 Pieces, one per file:
-    config.py           PretrainConfig (YAML/JSON, `section.key=value` overrides)
+    config.py           PretrainConfig (YAML/JSON, `section.key=value` overrides), the shipped configs' folder
+    sections.py         the typed sections: model, objective per recipe, masking, data, eval
+    run_config.py       config.yaml beside a run's checkpoints; the settings a resume may not change
+    export_checks.py    `pretrain export`: checkpoints folder and tag checks, the config beside the weights
     settings.py         TrainSettings: steps, warm-up, LR, logging/saving/eval cadence, output_dir
     recipes.py          objective + masking + task schedule per paper (vlbert, interbert, semvlp, cssbert)
     data_setup.py       corpus paths (the embedded corpus by default) and the resumable loader (vlengine.data.loading)
@@ -18,7 +21,6 @@ Pieces, one per file:
     throughput.py       samples/s, tokens/s, MFU (GPU spec peaks; measured matmul peak on a CPU)
     monitor.py          tqdm bar, console lines, TensorBoard scalars
     main_eval.py        the held-out evaluation that ends a run (vlengine.tasks.grounding_eval)
-    main_job.py         the config `vlengine pretrain` runs with no arguments
     cli.py              `vlengine pretrain [--config FILE] [--set k=v] ...` and `vlengine pretrain export`
 
 Objectives (vlengine.tasks) are nn.Modules with forward(batch, task) -> TaskOutput(loss, metrics)

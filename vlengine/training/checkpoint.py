@@ -150,12 +150,14 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
     if tag is None:
         raise RuntimeError(f"no checkpoint to export in {save_dir}")
     folder = os.path.join(save_dir, tag)
-    if any("zero_pp_rank" in name and name.endswith("optim_states.pt") for name in os.listdir(folder)):
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-        state = get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
-    else:
-        model_file = os.path.join(folder, "mp_rank_00_model_states.pt")
-        state = torch.load(model_file, map_location="cpu", weights_only=False)["module"]
+    from .weights_only import weights_only_loads
+    with weights_only_loads():  # no unpickling of arbitrary objects, DeepSpeed's reader included
+        if any("zero_pp_rank" in name and name.endswith("optim_states.pt") for name in os.listdir(folder)):
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+            state = get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
+        else:
+            model_file = os.path.join(folder, "mp_rank_00_model_states.pt")
+            state = torch.load(model_file, map_location="cpu", weights_only=True)["module"]
     # safetensors refuses tensors that share storage (tied embeddings): give each its own copy.
     tensors = {name: t.detach().to(torch.float32).contiguous().clone()
                for name, t in state.items() if torch.is_tensor(t) and t.is_floating_point()}

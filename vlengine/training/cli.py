@@ -1,13 +1,15 @@
-"""`vlengine pretrain`: pretraining on DeepSpeed from a config, or the built-in main job.
+"""`vlengine pretrain`: pretraining on DeepSpeed from a config (default: the shipped main job).
 
-    vlengine pretrain                              the main job: a small VL-BERT on the embedded corpus
-    vlengine pretrain --config FILE.yaml           any recipe (train/configs/*.yaml)
-    vlengine pretrain --set train.total_steps=50   override single settings (section.key=value)
-    vlengine pretrain --print-config               show the resolved config and exit
-    vlengine pretrain export CKPT_DIR OUT.safetensors [--tag TAG]   fp32 weights of a checkpoint
+examples:
+  vlengine pretrain                              the main job: a small VL-BERT on the embedded corpus
+  vlengine pretrain --config FILE.yaml           any recipe (train/configs/*.yaml)
+  vlengine pretrain --set train.total_steps=50   override single settings (section.key=value)
+  vlengine pretrain --print-config               show the resolved config and exit
+  vlengine pretrain export RUN/checkpoints OUT.safetensors [--tag TAG]   fp32 weights of a checkpoint
 
+Paths in a config file are relative to the file; paths on the command line to the working directory.
 Multi-GPU / multi-node: start the same command under DeepSpeed's launcher, e.g.
-    deepspeed --hostfile hostfile train/pretrain.py --config train/configs/vlbert_base_v100_fp16.yaml
+  deepspeed --hostfile hostfile train/pretrain.py --config train/configs/vlbert_base_v100_fp16.yaml
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import argparse
 import os
 import sys
 import time
+
+from vlengine._cli_errors import OneLineParser, debug_enabled, enable_debug, guarded
+from vlengine._config import UserError
 
 
 def _use_cpu_accelerator_without_gpu() -> None:
@@ -27,30 +32,61 @@ def _use_cpu_accelerator_without_gpu() -> None:
         os.environ["DS_ACCELERATOR"] = "cpu"
 
 
+def _require_deepspeed() -> None:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("deepspeed") is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        found = False
+    if not found:
+        raise UserError("DeepSpeed is not installed: install the [train] extra (pip install 'vlengine[train]')")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlengine pretrain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="pretraining config (.yaml or .json); default: the built-in main job")
+    p = OneLineParser(prog="vlengine pretrain", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="pretraining config (.yaml or .json); default: the shipped main_job.yaml")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (repeatable), e.g. --set train.lr=1e-4")
-    p.add_argument("--output-dir", help="checkpoints, TensorBoard events, exported weights, eval.json")
+    p.add_argument("--output-dir", help="checkpoints, TensorBoard events, config.yaml, exported weights, eval.json")
     p.add_argument("--no-resume", action="store_true", help="start fresh even if output-dir holds a checkpoint")
+    p.add_argument("--evaluate", action="store_true",
+                   help="resuming a run that already finished: evaluate it again (otherwise it only says so)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks (also: VLENGINE_DEBUG=1)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     return p
 
 
 def _export(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="vlengine pretrain export",
-                                description="write the fp32 weights of a checkpoint to one safetensors file")
-    p.add_argument("checkpoint_dir", help="the folder holding `latest` and the step* checkpoints")
+    p = OneLineParser(prog="vlengine pretrain export",
+                      description="write the fp32 weights of a checkpoint to one safetensors file "
+                                  "(and the run's config.yaml beside it)")
+    p.add_argument("checkpoint_dir", help="the run's checkpoints/ folder (the one holding `latest` and step*)")
     p.add_argument("out", help="output .safetensors file")
-    p.add_argument("--tag", default=None, help="checkpoint tag (default: the one `latest` names)")
+    p.add_argument("--tag", default=None, help="checkpoint tag, e.g. step000001000 (default: the one `latest` names)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks (also: VLENGINE_DEBUG=1)")
     args = p.parse_args(argv)
+    if args.debug:
+        enable_debug()
+    from .export_checks import check_export_source, copy_run_config
+    check_export_source(args.checkpoint_dir, args.tag)
     _use_cpu_accelerator_without_gpu()
+    import pickle
+
     from .checkpoint import export_fp32_safetensors
-    shapes = export_fp32_safetensors(args.checkpoint_dir, args.out, args.tag)
+    try:
+        shapes = export_fp32_safetensors(args.checkpoint_dir, args.out, args.tag)
+    except pickle.UnpicklingError as err:
+        found = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+        raise UserError(f"{args.checkpoint_dir}: the checkpoint holds more than tensors and plain data "
+                        f"({found[0].split(' was not')[0] if found else 'unknown objects'}); export reads "
+                        "weights only and does not unpickle objects") from None
     print(f"wrote {len(shapes)} tensors ({sum(_numel(s) for s in shapes.values()) / 1e6:.2f}M values) to {args.out}")
+    config = copy_run_config(args.checkpoint_dir, args.out)
+    if config:
+        print(f"wrote the run's config to {config}")
     return 0
 
 
@@ -64,32 +100,52 @@ def _numel(shape) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "export":
-        return _export(argv[1:])
-    args = _parser().parse_args(argv)
-    from .config import PretrainConfig
-    from .main_job import MAIN_JOB
+        return guarded("vlengine pretrain export", _export, argv[1:])
+    return guarded("vlengine pretrain", _pretrain, argv)
 
-    try:
-        cfg = PretrainConfig.from_file(args.config) if args.config else PretrainConfig.from_dict(MAIN_JOB, source="main job")
-        overrides = list(args.set)
-        if args.output_dir:
-            overrides.append(f"train.output_dir={args.output_dir}")
-        if args.no_resume:
-            overrides.append("train.resume=false")
-        if overrides:
-            cfg = cfg.with_overrides(overrides)
-    except (ValueError, TypeError) as err:
-        print(f"vlengine pretrain: {err}", file=sys.stderr)
-        return 2
+
+def load_config(args) -> "PretrainConfig":  # noqa: F821 (imported lazily)
+    """The config a run uses: file (or the shipped main job) + --set / --output-dir / --no-resume."""
+    from .config import PretrainConfig, shipped_config
+
+    cfg = PretrainConfig.from_file(args.config or shipped_config())
+    overrides = list(args.set)
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    if args.no_resume:
+        overrides.append("train.resume=false")
+    if args.evaluate:
+        overrides.append("train.eval_if_finished=true")
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+def _pretrain(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.debug:
+        enable_debug()
+    cfg = load_config(args)
+    for note in cfg.notes:
+        print(f"vlengine pretrain: note: {note}", file=sys.stderr)
     if args.print_config:
-        import yaml
-        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        print(cfg.to_yaml(), end="")
         return 0
+    # Everything a user can get wrong is checked here, in well under a second, before DeepSpeed starts.
+    cfg.check_before_run()
+    from .run_config import check_resume_target
+    check_resume_target(cfg.train.output_dir, cfg.train.resume, cfg.to_dict())
+    _require_deepspeed()
     _use_cpu_accelerator_without_gpu()
     from .run import run_pretraining
 
     start = time.time()
-    result = run_pretraining(cfg)
+    try:
+        result = run_pretraining(cfg)
+    except KeyboardInterrupt:
+        if debug_enabled():
+            raise
+        if os.environ.get("RANK", "0") == "0":
+            print(f"vlengine pretrain: interrupted; {_resume_hint(cfg)}", file=sys.stderr)
+        return 130
     import torch.distributed as dist
     if dist.get_rank() == 0:
         elapsed = time.time() - start
@@ -97,6 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     from .engine import shutdown_distributed
     shutdown_distributed()
     return 0
+
+
+def _resume_hint(cfg) -> str:
+    from .run_config import last_checkpoint
+
+    if not cfg.train.output_dir:
+        return "this run saved no checkpoints (no train.output_dir)"
+    latest = last_checkpoint(cfg.train.output_dir)
+    if latest is None:
+        return (f"no checkpoint saved yet in {cfg.train.output_dir} (train.save_every={cfg.train.save_every}): "
+                "the same command starts over")
+    return f"last checkpoint {latest}: run the same command again to resume from it"
 
 
 def _summary(result, elapsed: float, cfg) -> None:
@@ -117,7 +185,7 @@ def _summary(result, elapsed: float, cfg) -> None:
         if "retrieval_candidates" in ev:
             print(f"  (retrieval over {int(ev['retrieval_candidates'])} images / captions; "
                   f"{int(ev['attr_words'])} masked attribute words)")
-    if cfg.train.output_dir:
+    if cfg.train.output_dir and (ev or result.final_step > result.start_step):  # a finished run keeps its results
         from vlengine.atomic import write_json
         path = os.path.join(cfg.train.output_dir, "eval.json")
         os.makedirs(cfg.train.output_dir, exist_ok=True)

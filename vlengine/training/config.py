@@ -1,65 +1,88 @@
-"""The pretraining config: one typed object read from YAML or JSON.
+"""The pretraining config: typed sections read from YAML or JSON, every key checked when the file is read.
 
     recipe: vlbert | interbert | semvlp | cssbert
     model: {preset: base|large|tiny, ...}   vlengine.models.VLConfig fields ("vocab_size: auto" = the corpus vocabulary)
-    objective: {...}                         loss weights / schedule of the recipe (vlengine.training.recipes)
-    masking: {...}                           masking policy settings (vlengine.data.masking)
-    data: {corpus: embedded | DIR, train: DIR, heldout: DIR, text_corpus: FILE, text_ratio, itm_negative_prob, ...}
-    deepspeed: FILE.json (relative to this file) or an inline DeepSpeed config
+    objective: {...}                         the recipe's loss weights / schedule (sections.VLBertObjective, ...)
+    masking: {...}                           sections.MaskingSection
+    data: {corpus: embedded | DIR, ...}      sections.DataSection
+    deepspeed: FILE.json or an inline DeepSpeed config
     train: {...}                             vlengine.training.settings.TrainSettings
-    eval: {...}                              held-out evaluation (vlengine.training.main_eval)
+    eval: {...}                              sections.EvalSection
 
-Unknown top-level keys are an error: a typo must not silently fall back to a default.
+Paths in a config file (deepspeed, data.corpus, model.bert_checkpoint) are relative to the file's
+folder; paths given with `--set` are relative to the working directory; train.output_dir is always
+relative to the working directory (where the run writes). `vlengine pretrain` with no --config runs
+the shipped main_job.yaml (train/configs/ in a checkout, vlengine/configs/ once installed).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+from vlengine._config import ConfigError, check_mapping, to_plain, unknown_key_message
+
+from .sections import OBJECTIVES, RECIPES, DataSection, EvalSection, MaskingSection, ModelSection
 from .settings import TrainSettings
 
-RECIPES = ("vlbert", "interbert", "semvlp", "cssbert")
+SECTIONS = ("recipe", "model", "objective", "masking", "data", "deepspeed", "train", "eval")
+MAIN_JOB = "main_job.yaml"
+
+
+def shipped_config_dir() -> str:
+    """Where the shipped recipes live: vlengine/configs in an installed package, train/configs in a checkout."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "train", "configs")):
+        if os.path.isdir(folder):
+            return folder
+    raise ConfigError(f"the shipped configs are missing (looked in {package}/configs and "
+                      f"{os.path.dirname(package)}/train/configs): reinstall vlengine")
+
+
+def shipped_config(name: str = MAIN_JOB) -> str:
+    return os.path.join(shipped_config_dir(), name)
 
 
 @dataclass
 class PretrainConfig:
     recipe: str = "vlbert"
-    model: dict = field(default_factory=dict)
-    objective: dict = field(default_factory=dict)
-    masking: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    deepspeed: dict | str = field(default_factory=dict)
+    model: ModelSection = field(default_factory=ModelSection)
+    objective: object = field(default_factory=OBJECTIVES["vlbert"])
+    masking: MaskingSection = field(default_factory=MaskingSection)
+    data: DataSection = field(default_factory=DataSection)
+    deepspeed: dict | str = field(default_factory=dict)   # as written: a JSON path (made absolute) or inline
     train: TrainSettings = field(default_factory=TrainSettings)
-    eval: dict = field(default_factory=dict)
+    eval: EvalSection = field(default_factory=EvalSection)
+    deepspeed_config: dict = field(default_factory=dict, repr=False)  # the DeepSpeed config the run uses
+    source: str = field(default="config", repr=False, compare=False)
+    notes: list = field(default_factory=list, repr=False, compare=False)  # adjustments the user should see
 
     @classmethod
     def from_dict(cls, values: dict, base_dir: str | None = None, source: str = "config") -> "PretrainConfig":
+        if values is None:
+            values = {}
         if not isinstance(values, dict):
-            raise TypeError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
-        known = {"recipe", "model", "objective", "masking", "data", "deepspeed", "train", "eval"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown section(s) {unknown}; known: {sorted(known)}")
-        values = copy.deepcopy(values)
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
+        for key in values:
+            if key not in SECTIONS:
+                raise ConfigError(unknown_key_message(key, SECTIONS, source, ""))
         recipe = values.get("recipe", "vlbert")
         if recipe not in RECIPES:
-            raise ValueError(f"{source}: recipe must be one of {RECIPES}, got {recipe!r}")
-        ds = values.get("deepspeed", {})
-        if isinstance(ds, str) and base_dir and not os.path.isabs(ds):
-            ds = os.path.join(base_dir, ds)
-        for name in ("model", "objective", "masking", "data", "eval"):
-            if not isinstance(values.get(name, {}), dict):
-                raise ValueError(f"{source}: section {name!r} must be a mapping")
-        try:
-            train = TrainSettings.from_dict(values.get("train", {}))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{source}: {err}") from err
-        return cls(recipe=recipe, model=values.get("model", {}), objective=values.get("objective", {}),
-                   masking=values.get("masking", {}), data=values.get("data", {}), deepspeed=ds, train=train,
-                   eval=values.get("eval", {}))
+            raise ConfigError(f"{source}: recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        ds_source = values.get("deepspeed", {})
+        if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
+            ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
+        notes = []
+        return cls(recipe=recipe,
+                   model=ModelSection.from_mapping(values.get("model"), source, base_dir),
+                   objective=_objective(recipe, values.get("objective"), source),
+                   masking=_section(MaskingSection, values.get("masking"), source, "masking"),
+                   data=DataSection.from_mapping(values.get("data"), source, base_dir),
+                   deepspeed=ds_source, deepspeed_config=read_deepspeed_config(ds_source, source),
+                   train=_train(values.get("train"), source, notes),
+                   eval=_section(EvalSection, values.get("eval"), source, "eval"),
+                   source=source, notes=notes)
 
     @classmethod
     def from_file(cls, path: str) -> "PretrainConfig":
@@ -67,36 +90,133 @@ class PretrainConfig:
             with open(path) as f:
                 text = f.read()
         except OSError as err:
-            raise ValueError(f"cannot read pretraining config {path}: {err}") from err
-        try:
-            if path.endswith((".yaml", ".yml")):
-                import yaml
-                values = yaml.safe_load(text)
-            else:
-                values = json.loads(text)
-        except Exception as err:  # yaml.YAMLError, json.JSONDecodeError
-            raise ValueError(f"pretraining config {path} does not parse: {err}") from err
-        return cls.from_dict(values or {}, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+            raise ConfigError(f"cannot read pretraining config {path}: {err.strerror or err}") from None
+        values = parse_text(text, path)
+        return cls.from_dict(values, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
 
     def with_overrides(self, assignments: list[str]) -> "PretrainConfig":
-        """Apply `section.key=value` overrides (values parsed as YAML: 100, 1e-4, true, [1, 2])."""
+        """Apply `section.key=value` overrides (values parsed as YAML: 100, 1e-4, true, [1, 2]).
+
+        Each one is checked as it is applied, so an error names the `--set` that caused it.
+        """
         import yaml
 
-        values = self.to_dict()
+        cfg = self
         for item in assignments:
+            source = f"--set {item}"
             if "=" not in item:
-                raise ValueError(f"override {item!r} is not of the form section.key=value")
+                raise ConfigError(f"{source}: not of the form section.key=value (e.g. --set train.lr=1e-4)")
             path, raw = item.split("=", 1)
             keys = path.split(".")
+            values = cfg.to_dict()
             target = values
-            for key in keys[:-1]:
+            for depth, key in enumerate(keys[:-1]):
+                if depth == 0 and key not in SECTIONS:
+                    raise ConfigError(unknown_key_message(key, SECTIONS, source, ""))
                 if not isinstance(target.get(key, {}), dict):
-                    raise ValueError(f"override {item!r}: {key!r} is not a section")
+                    raise ConfigError(f"{source}: {'.'.join(keys[:depth + 1])} is not a section")
                 target = target.setdefault(key, {})
-            target[keys[-1]] = yaml.safe_load(raw)
-        return PretrainConfig.from_dict(values, source="config with overrides")
+            try:
+                target[keys[-1]] = yaml.safe_load(raw)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{source}: the value does not parse as YAML ({one_line(err)})") from None
+            notes = cfg.notes
+            cfg = PretrainConfig.from_dict(values, base_dir=os.getcwd(), source=source)
+            cfg.notes = notes + cfg.notes
+            cfg.source = self.source
+        return cfg
+
+    def check_before_run(self) -> None:
+        """What a run needs and a file alone cannot show: the folders it names exist, DeepSpeed settings are there."""
+        if not self.deepspeed_config:
+            raise ConfigError(f"{self.source}: no deepspeed section (a DeepSpeed JSON file, relative to the config "
+                              "file, or inline settings with train_micro_batch_size_per_gpu)")
+        self.data.check_corpus(self.source)
+        if self.model.bert_checkpoint and not os.path.isdir(self.model.bert_checkpoint):
+            raise ConfigError(f"{self.source}: model.bert_checkpoint {self.model.bert_checkpoint!r} is not a folder "
+                              "(a path in a config file is relative to the file)")
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["train"]["adam_betas"] = list(self.train.adam_betas)
-        return out
+        """The fully resolved config (inline DeepSpeed settings, absolute paths) as YAML-safe values."""
+        return {"recipe": self.recipe, "model": self.model.to_dict(), "objective": to_plain(self.objective),
+                "masking": to_plain(self.masking), "data": to_plain(self.data),
+                "deepspeed": to_plain(self.deepspeed_config), "train": to_plain(self.train),
+                "eval": to_plain(self.eval)}
+
+    def to_yaml(self) -> str:
+        import yaml
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _section(cls, mapping, source: str, name: str):
+    from vlengine._config import from_mapping
+    return from_mapping(cls, mapping, source, name)
+
+
+def _objective(recipe: str, mapping, source: str):
+    return _section(OBJECTIVES[recipe], mapping, source, "objective")
+
+
+def _train(mapping, source: str, notes: list) -> TrainSettings:
+    """TrainSettings; a warm-up longer than the schedule (e.g. `--set train.total_steps=50` on the main
+    job's 100 warm-up steps) is shortened to the schedule, with a note, instead of refused."""
+    values = check_mapping(TrainSettings, mapping, source, "train")
+    defaults = TrainSettings()
+    total = values.get("total_steps", defaults.total_steps)
+    warmup = values.get("warmup_steps", defaults.warmup_steps)
+    if 0 < total < warmup:
+        values["warmup_steps"] = total
+        notes.append(f"train.warmup_steps {warmup} is longer than train.total_steps {total}: "
+                     f"warm-up shortened to {total} steps")
+    return TrainSettings.from_dict(values, source)
+
+
+def one_line(err: Exception) -> str:
+    """A parser's message on one line: YAML errors span several lines with a caret drawing."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    if isinstance(err, json.JSONDecodeError):
+        return f"line {err.lineno}, column {err.colno}: {err.msg}"
+    return " ".join(str(err).split())
+
+
+def parse_text(text: str, path: str):
+    """YAML (.yaml/.yml) or JSON by the file's suffix."""
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as err:  # yaml.YAMLError, json.JSONDecodeError
+        kind = "YAML" if path.endswith((".yaml", ".yml")) else "JSON"
+        raise ConfigError(f"{path} is not valid {kind}: {one_line(err)}") from None
+
+
+def read_deepspeed_config(ds_source, source: str) -> dict:
+    """The DeepSpeed config a `deepspeed:` entry names (a JSON file or inline), checked now."""
+    if isinstance(ds_source, str):
+        try:
+            with open(ds_source) as f:
+                text = f.read()
+        except OSError as err:
+            raise ConfigError(f"{source}: cannot read deepspeed config {ds_source}: {err.strerror or err} "
+                              "(a path in a config file is relative to the file)") from None
+        try:
+            ds = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{source}: deepspeed config {ds_source} is not valid JSON: {one_line(err)}") from None
+        where = f"deepspeed config {ds_source}"
+    elif isinstance(ds_source, dict):
+        if not ds_source:
+            return {}  # no section: a run refuses it (check_before_run); code that builds its own engine may not
+        ds, where = json.loads(json.dumps(ds_source)), f"{source}, section 'deepspeed'"
+    else:
+        raise ConfigError(f"{source}: deepspeed must be a JSON file name or a mapping, got {ds_source!r}")
+    if not isinstance(ds, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(ds).__name__}")
+    micro = ds.get("train_micro_batch_size_per_gpu", 0)
+    if isinstance(micro, bool) or not isinstance(micro, int) or micro <= 0:
+        raise ConfigError(f"{where}: train_micro_batch_size_per_gpu must be a positive integer, got {micro!r}")
+    return ds

@@ -13,8 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 
-_DATA_KEYS = {"corpus", "corpus_seed", "train", "heldout", "vocab", "text_corpus", "text_ratio", "text_batch_size",
-              "text_chunk_len", "itm_negative_prob", "max_regions", "max_text_len", "num_workers", "max_tokens"}
+from .sections import DataSection
 
 
 @dataclass
@@ -27,15 +26,12 @@ class DataPaths:
     manifest: dict
 
 
-def resolve_data(data: dict) -> DataPaths:
+def resolve_data(data: DataSection) -> DataPaths:
     """Paths of the corpus a config names (building the embedded corpus if needed)."""
-    unknown = sorted(set(data) - _DATA_KEYS)
-    if unknown:
-        raise ValueError(f"unknown data setting(s) {unknown}; known: {sorted(_DATA_KEYS)}")
-    corpus = data.get("corpus", "embedded")
+    corpus = data.corpus
     if corpus == "embedded":
         from vlengine.data import ensure_embedded_corpus
-        root = ensure_embedded_corpus(seed=int(data.get("corpus_seed", 0)))
+        root = ensure_embedded_corpus(seed=data.corpus_seed)
     else:
         root = corpus
     if root is not None and not os.path.isdir(root):
@@ -46,7 +42,7 @@ def resolve_data(data: dict) -> DataPaths:
             manifest = json.load(f)
 
     def pick(key: str, default: str | None) -> str | None:
-        value = data.get(key, default)
+        value = getattr(data, key) or default
         return value if value is None or os.path.isabs(value) or root is None else os.path.join(root, value)
 
     text_default = "text/corpus.txt" if root and os.path.isfile(os.path.join(root, "text", "corpus.txt")) else None
@@ -61,16 +57,16 @@ def resolve_data(data: dict) -> DataPaths:
     return paths
 
 
-def make_train_loader(data: dict, paths: DataPaths, micro_batch: int, seed: int, rank: int, world: int):
+def make_train_loader(data: DataSection, paths: DataPaths, micro_batch: int, seed: int, rank: int, world: int):
     """The resumable pretraining loader (vlengine.data) for this rank."""
     from vlengine.data import make_pretrain_loader
 
-    text_ratio = float(data.get("text_ratio", 1.0))
+    text_ratio = data.text_ratio
     return make_pretrain_loader(
         paths.train, tokenizer=paths.vocab,
         text_corpus=paths.text_corpus if text_ratio > 0 else None, text_ratio=text_ratio,
-        batch_size=micro_batch, max_tokens=data.get("max_tokens"),
-        text_batch_size=data.get("text_batch_size"), text_chunk_len=int(data.get("text_chunk_len", 64)),
-        max_text_len=data.get("max_text_len", 64), max_regions=data.get("max_regions"),
-        itm_negative_prob=float(data.get("itm_negative_prob", 0.0)), rank=rank, world_size=world, seed=seed,
-        num_workers=int(data.get("num_workers", 0)), drop_last=True)
+        batch_size=micro_batch, max_tokens=data.max_tokens,
+        text_batch_size=data.text_batch_size, text_chunk_len=data.text_chunk_len,
+        max_text_len=data.max_text_len, max_regions=data.max_regions,
+        itm_negative_prob=data.itm_negative_prob, rank=rank, world_size=world, seed=seed,
+        num_workers=data.num_workers, drop_last=True)

@@ -19,10 +19,13 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .checkpoint import export_fp32_safetensors, load_checkpoint, save_checkpoint
+from vlengine._config import ConfigError
+
+from .checkpoint import export_fp32_safetensors, load_checkpoint, save_checkpoint, tag_for_step
 from .engine import build_engine, compute_dtype, loss_scale
 from .monitor import Monitor
 from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .run_config import CONFIG_FILE, refuse_changed_settings, write_run_config
 from .settings import TrainSettings
 from .task_mixing import TaskMixer
 from .throughput import ThroughputMeter, model_flops, peak_flops, trainable_parameters
@@ -141,19 +144,29 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     ckpt_dir = os.path.join(settings.output_dir, "checkpoints") if settings.output_dir else None
 
     step = 0
+    resumed_from = None
     if ckpt_dir and settings.resume:
         client = load_checkpoint(engine, ckpt_dir)
         if client is not None:
+            # The optimizer and schedule just loaded hold lr, weight decay, ... of the saved run: a changed
+            # value would be silently overridden, so it is refused (the CLI checks config.yaml earlier).
+            saved = client.get("run_config")
+            refuse_changed_settings(json.loads(saved) if saved else None, run_config, settings.output_dir)
             mixer.check_state(client["mixer"])
             if len(client["per_rank"]) != world:
-                raise ValueError(f"checkpoint in {ckpt_dir} was saved by {len(client['per_rank'])} ranks; "
-                                 f"this run has {world} (data positions and RNG states are per rank)")
+                raise ConfigError(f"checkpoint in {ckpt_dir} was saved by {len(client['per_rank'])} ranks; "
+                                  f"this run has {world} (data positions and RNG states are per rank): launch "
+                                  f"{len(client['per_rank'])} ranks, or pass --no-resume to start over")
             mine = client["per_rank"][rank]
             loader.load_state_dict(mine["data"])
             restore_rng_state(mine["rng"])
             step = int(client["step"])
+            resumed_from = os.path.join(ckpt_dir, tag_for_step(step))
     start_step = step
     end_step = settings.max_steps or settings.total_steps
+    finished_before = resumed_from is not None and step >= end_step
+    if rank == 0 and settings.output_dir and run_config:
+        write_run_config(os.path.join(settings.output_dir, CONFIG_FILE), run_config)
 
     prepare = getattr(module, "prepare_batch", None)
     n_params = trainable_parameters(module)
@@ -167,6 +180,13 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
                   f"= {engine.train_batch_size()} samples/step, {dtype}, ZeRO stage {engine.zero_optimization_stage()}, "
                   f"steps {start_step} -> {end_step} of {settings.total_steps}; MFU peak: {peak / 1e12:.3f} TFLOPS "
                   f"({peak_source})")
+    if finished_before:
+        where = f"step {step} of {end_step}" if step == end_step else f"step {step}, past its last step {end_step}"
+        monitor.print(f"run already finished: {where} (checkpoint {resumed_from}); "
+                      + ("evaluating it again" if settings.eval_if_finished else
+                         "nothing to do (--evaluate evaluates it again; --no-resume starts over)"))
+    elif resumed_from:
+        monitor.print(f"resuming from step {step} of {end_step} (checkpoint {resumed_from})")
 
     result = TrainResult(engine=engine, start_step=start_step, final_step=start_step, checkpoint_dir=ckpt_dir)
     averager = _MetricAverager()
@@ -251,6 +271,7 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
             export_fp32_safetensors(ckpt_dir, result.exported)
             monitor.print(f"exported fp32 weights to {result.exported}")
         dist.barrier()
-    run_eval(step)
+    if not finished_before or settings.eval_if_finished:
+        run_eval(step)
     monitor.close()
     return result

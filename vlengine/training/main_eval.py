@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import torch
 
-_EVAL_KEYS = {"captions", "batch_size", "retrieval_images", "seed"}
+from .sections import EvalSection
 
 
-def build_evaluator(eval_cfg: dict, paths, tokenizer, dtype: torch.dtype):
+def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype):
     """evaluate(engine, step) -> metrics, or None when the corpus has no heldout split."""
-    unknown = sorted(set(eval_cfg) - _EVAL_KEYS)
-    if unknown:
-        raise ValueError(f"unknown eval setting(s) {unknown}; known: {sorted(_EVAL_KEYS)}")
     if paths.heldout is None:
         return None
     import functools
@@ -33,9 +30,9 @@ def build_evaluator(eval_cfg: dict, paths, tokenizer, dtype: torch.dtype):
             ids.append(int(encoded[0]))
         groups[group] = ids
     dataset = CaptionImageDataset(paths.heldout, max_text_len=64)
-    n_captions = min(int(eval_cfg.get("captions", 1000)), len(dataset))
-    batch_size = int(eval_cfg.get("batch_size", 128))
-    seed = int(eval_cfg.get("seed", 0))
+    n_captions = min(eval_cfg.captions, len(dataset))
+    batch_size = eval_cfg.batch_size
+    seed = eval_cfg.seed
     collate = functools.partial(collate_items, pad_id=tokenizer.pad_id)
 
     def cast(batch):  # floating inputs to the engine's compute dtype (VLBatch.to), on the device they are on
@@ -47,7 +44,7 @@ def build_evaluator(eval_cfg: dict, paths, tokenizer, dtype: torch.dtype):
         batches = (collate([dataset[(0, i)] for i in range(s, min(s + batch_size, n_captions))])
                    for s in range(0, n_captions, batch_size))
         results = attribute_and_region_accuracy(objective, batches, groups, tokenizer.mask_id, device, seed, cast)
-        n_images = int(eval_cfg.get("retrieval_images", 50))
+        n_images = eval_cfg.retrieval_images
         if n_images > 1 and getattr(objective, "itm", None) is not None:
             # one caption per image: the first caption of each of the first n images
             first = {}

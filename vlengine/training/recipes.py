@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 
 from .config import PretrainConfig
+from .sections import MaskingSection, objective_kwargs
 from .task_mixing import StagedTaskMixer, TaskMixer
-
-_MASKING_KEYS = {"preset", "mlm_prob", "whole_word", "region_targets"}
 
 
 def _text_settings(tokenizer) -> dict:
@@ -23,41 +22,30 @@ def _text_settings(tokenizer) -> dict:
             "random_token_low": max(specials) + 1 if max(specials) + 1 < tokenizer.vocab_size else 0}
 
 
-def build_masker(recipe: str, masking: dict, tokenizer, task: str | None = None):
+def build_masker(recipe: str, masking: MaskingSection, tokenizer, task: str | None = None):
     """The masking policy (vlengine.data.masking) of a recipe / task, conditional on ITM labels."""
     from vlengine.data.masking import ConditionalMasking, MLMMasking, RoIMasking, masking_for
 
-    unknown = sorted(set(masking) - _MASKING_KEYS)
-    if unknown:
-        raise ValueError(f"unknown masking setting(s) {unknown}; known: {sorted(_MASKING_KEYS)}")
     text = _text_settings(tokenizer)
-    region_targets = masking.get("region_targets", "soft")
     if recipe == "vlbert" or (recipe == "interbert" and task == "mlm_mom"):
         return ConditionalMasking((
-            MLMMasking(prob=float(masking.get("mlm_prob", 0.15)), whole_word=bool(masking.get("whole_word", True)),
-                       **text),
-            RoIMasking(targets=region_targets)))
-    preset = masking.get("preset", recipe)
-    return masking_for(preset, **text)
-
-
-def _check_keys(section: dict, known: set, recipe: str) -> None:
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ValueError(f"unknown {recipe} objective setting(s) {unknown}; known: {sorted(known)}")
+            MLMMasking(prob=masking.mlm_prob, whole_word=masking.whole_word, **text),
+            RoIMasking(targets=masking.region_targets)))
+    return masking_for(masking.preset or recipe, **text)
 
 
 def build_objective(cfg: PretrainConfig, model_config, tokenizer):
     """(objective module, task mixer) for cfg.recipe."""
-    objective = dict(cfg.objective)
     seed = cfg.train.seed
+    soft_regions = cfg.masking.region_targets == "soft"
     if cfg.recipe == "vlbert":
         from vlengine.models import VLBert
         from vlengine.tasks.vlbert import VLBertPretraining
 
-        _check_keys(objective, {"mrc_weight", "itm_weight", "soft_region_targets", "region_visual_ln_init"}, "vlbert")
-        objective.setdefault("soft_region_targets", cfg.masking.get("region_targets", "soft") == "soft")
-        region_ln = objective.pop("region_visual_ln_init", None)
+        objective = objective_kwargs(cfg.objective, "region_visual_ln_init")
+        if objective["soft_region_targets"] is None:
+            objective["soft_region_targets"] = soft_regions
+        region_ln = cfg.objective.region_visual_ln_init
         model = VLBert(model_config)
         if region_ln is not None:
             # VL-BERT starts both visual LayerNorms at 0 so that the untrained model equals its text
@@ -72,9 +60,10 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
         from vlengine.models.interbert import InterBert
         from vlengine.tasks.interbert import TASKS, InterBertPretraining
 
-        _check_keys(objective, {"mrm_weight", "itm_weight", "soft_region_targets", "stage_two_step"}, "interbert")
-        stage_two = int(objective.pop("stage_two_step", 0))
-        objective.setdefault("soft_region_targets", cfg.masking.get("region_targets", "soft") == "soft")
+        objective = objective_kwargs(cfg.objective, "stage_two_step")
+        if objective["soft_region_targets"] is None:
+            objective["soft_region_targets"] = soft_regions
+        stage_two = cfg.objective.stage_two_step
         maskers = {task: build_masker("interbert", cfg.masking, tokenizer, task) for task in TASKS}
         module = InterBertPretraining(InterBert(model_config), maskers, **objective)
         stages = [(0, {"msm_mrm_itm": 1.0})] if stage_two <= 0 else \
@@ -84,18 +73,16 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
         from vlengine.models.semvlp import SemVLP
         from vlengine.tasks.semvlp import SemVLPPretraining
 
-        _check_keys(objective, {"mop_regression_weight", "mop_label_weight", "itm_weight", "regression",
-                                "two_stream_prob"}, "semvlp")
-        p_two = float(objective.pop("two_stream_prob", 0.5))
+        objective = objective_kwargs(cfg.objective, "two_stream_prob")
+        p_two = cfg.objective.two_stream_prob
         module = SemVLPPretraining(SemVLP(model_config), build_masker("semvlp", cfg.masking, tokenizer), **objective)
         return module, TaskMixer({"single": 1.0 - p_two, "two": p_two}, seed)
     if cfg.recipe == "cssbert":
         from vlengine.models.cssbert import CSSBert
         from vlengine.tasks.cssbert import CSSBertPretraining
 
-        _check_keys(objective, {"nsp_weight", "pwcl_weight", "temperature", "kind", "distributed",
-                                "contrastive_inputs"}, "cssbert")
-        inputs = objective.pop("contrastive_inputs", "separate")
+        objective = objective_kwargs(cfg.objective, "contrastive_inputs")
+        inputs = cfg.objective.contrastive_inputs
         module = CSSBertPretraining(CSSBert(model_config, contrastive_inputs=inputs),
                                     build_masker("cssbert", cfg.masking, tokenizer), **objective)
         return module, TaskMixer({"pretrain": 1.0}, seed)

@@ -15,17 +15,7 @@ from .main_eval import build_evaluator
 
 def model_config(cfg: PretrainConfig, tokenizer, manifest: dict):
     """VLConfig from the `model` section; "auto" sizes come from the corpus (vocabulary, region classes)."""
-    from vlengine.models import VLConfig
-
-    values = dict(cfg.model)
-    values.pop("bert_checkpoint", None)
-    if values.get("vocab_size") == "auto":
-        values["vocab_size"] = tokenizer.vocab_size
-    if values.get("num_region_classes") == "auto":
-        if "classes" not in manifest:
-            raise ValueError("model.num_region_classes is 'auto' but the corpus MANIFEST.json has no 'classes'")
-        values["num_region_classes"] = int(manifest["classes"])
-    return VLConfig.from_dict(values, source="model section")
+    return cfg.model.build(tokenizer.vocab_size, manifest.get("classes"))
 
 
 def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
@@ -35,7 +25,7 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     from .recipes import build_objective
 
     rank, world = init_distributed()
-    ds_config = load_deepspeed_config(cfg.deepspeed)
+    ds_config = load_deepspeed_config(cfg.deepspeed_config)  # read and checked with the config file
     micro = int(ds_config.get("train_micro_batch_size_per_gpu", 0))
     if micro <= 0:
         raise ValueError("the deepspeed config must set train_micro_batch_size_per_gpu")
@@ -46,13 +36,13 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
         log(f"data: {paths.root or paths.train} (ready in {time.time() - start:.1f}s)")
     torch.manual_seed(cfg.train.seed)  # model init is part of the run's identity
     objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer)
-    if cfg.model.get("bert_checkpoint"):
+    if cfg.model.bert_checkpoint:
         # Text embeddings, encoder, pooler and the MLM (and NSP) heads start from a local BERT directory.
         from vlengine.models.weights import load_bert
-        report = load_bert(objective.model, cfg.model["bert_checkpoint"], mlm_head=objective.mlm,
+        report = load_bert(objective.model, cfg.model.bert_checkpoint, mlm_head=objective.mlm,
                            nsp_head=getattr(objective, "nsp", None))
         if rank == 0:
-            log(f"initialised {len(report['loaded'])} tensors from BERT {cfg.model['bert_checkpoint']}; "
+            log(f"initialised {len(report['loaded'])} tensors from BERT {cfg.model.bert_checkpoint}; "
                 f"{len(report['initialised'])} new")
     loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world)
     # The grounding evaluation masks words with and without the image: it needs a model that

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 
 @dataclass
@@ -21,6 +21,7 @@ class TrainSettings:
     eval_every: int = 0              # evaluation every N steps (0: only at the end)
     output_dir: str | None = None    # checkpoints/, tensorboard/, final.safetensors
     resume: bool = True              # continue from output_dir/checkpoints/latest when present
+    eval_if_finished: bool = False   # resuming a run that already reached its last step: evaluate it again
     export_safetensors: bool = True  # write output_dir/model_fp32.safetensors at the end
     peak_tflops: float | None = None # per-rank peak for MFU (default: GPU spec table / measured CPU matmul)
     progress: bool | str = "auto"    # tqdm bar: True, False, or "auto" (only on a terminal)
@@ -29,22 +30,15 @@ class TrainSettings:
                                      # shared CPU 1 avoids OpenMP spin-waiting when cores are oversubscribed
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainSettings":
-        """Build from a config mapping; unknown keys are an error (a typo must not be ignored)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown train settings {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        for name in ("lr", "weight_decay", "adam_eps", "peak_tflops"):
-            values[name] = _as_float(values, name)
-        for name in ("total_steps", "warmup_steps", "seed", "max_steps", "log_every", "save_every", "keep_last",
-                     "eval_every", "threads"):
-            values[name] = _as_int(values, name)
-        values = {k: v for k, v in values.items() if v is not _MISSING}
-        settings = cls(**values)
-        settings.adam_betas = tuple(float(b) for b in settings.adam_betas)
-        settings.validate()
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainSettings":
+        """Build from a config mapping; unknown keys and wrong types are an error (a typo must not be ignored)."""
+        from vlengine._config import ConfigError, from_mapping
+
+        settings = from_mapping(cls, values, source, "train")
+        try:
+            settings.validate()
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
         return settings
 
     def validate(self) -> None:
@@ -62,31 +56,3 @@ class TrainSettings:
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
-
-_MISSING = object()
-
-
-def _as_float(values: dict, name: str):
-    """YAML reads 1e-4 (no dot) as a string: accept it, reject anything that is not a number."""
-    value = values.get(name, _MISSING)
-    if value is _MISSING or value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"train.{name} must be a number, got {value!r}") from None
-
-
-def _as_int(values: dict, name: str):
-    value = values.get(name, _MISSING)
-    if value is _MISSING or value is None:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"train.{name} must be an integer, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"train.{name} must be an integer, got {value!r}") from None
-    if number != int(number):
-        raise ValueError(f"train.{name} must be an integer, got {value!r}")
-    return int(number)

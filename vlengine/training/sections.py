@@ -1,0 +1,199 @@
+"""The sections of a pretraining config as typed dataclasses: model, objective (per recipe), masking,
+data and eval (train is vlengine.training.settings.TrainSettings). Each knows its keys, their types and
+defaults; `vlengine._config.from_mapping` builds them, so a typo fails when the file is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vlengine._config import ConfigError, check_mapping, from_mapping
+
+RECIPES = ("vlbert", "interbert", "semvlp", "cssbert")
+MASKING_PRESETS = ("vlbert", "interbert", "interbert-released", "semvlp", "cssbert")
+
+
+def resolve_path(path: str | None, base_dir: str | None) -> str | None:
+    """A path from a config file is relative to that file's folder (from the command line: the working dir)."""
+    if path is None or base_dir is None or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base_dir, path))
+
+
+# ---- model ------------------------------------------------------------------------------------------
+
+_AUTO_SIZES = ("vocab_size", "num_region_classes")  # "auto": taken from the corpus
+
+
+@dataclass
+class ModelSection:
+    """`preset` (base | large | tiny) + VLConfig fields; vocab_size / num_region_classes may be "auto"."""
+    preset: str | None = None
+    bert_checkpoint: str | None = None    # a local BERT folder (relative to the config file)
+    settings: dict = field(default_factory=dict)  # VLConfig overrides, as written
+
+    @classmethod
+    def from_mapping(cls, mapping, source: str, base_dir: str | None = None) -> "ModelSection":
+        from vlengine.models import VLConfig
+        from vlengine.models.config import PRESETS
+
+        if mapping is None:
+            mapping = {}
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{source}: expected a mapping of settings at section 'model', got "
+                              f"{type(mapping).__name__} {mapping!r}")
+        settings = dict(mapping)
+        preset = settings.pop("preset", None)
+        checkpoint = settings.pop("bert_checkpoint", None)
+        if preset is not None and preset not in PRESETS:
+            raise ConfigError(f"{source}: model.preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            raise ConfigError(f"{source}: model.bert_checkpoint must be a path, got {checkpoint!r}")
+        autos = {k for k in _AUTO_SIZES if settings.get(k) == "auto"}
+        checked = check_mapping(VLConfig, {k: v for k, v in settings.items() if k not in autos}, source, "model")
+        # Build once with placeholder sizes so VLConfig's own checks (heads divide hidden, ...) run now.
+        try:
+            getattr(VLConfig, preset or "base")(**checked, **{k: 1 for k in autos})
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        checked.update({k: "auto" for k in autos})
+        return cls(preset=preset, bert_checkpoint=resolve_path(checkpoint, base_dir), settings=checked)
+
+    def build(self, vocab_size: int, num_region_classes: int | None):
+        """The VLConfig, with "auto" sizes from the corpus (its vocabulary and region classes)."""
+        from vlengine.models import VLConfig
+
+        values = dict(self.settings)
+        if values.get("vocab_size") == "auto":
+            values["vocab_size"] = vocab_size
+        if values.get("num_region_classes") == "auto":
+            if num_region_classes is None:
+                raise ConfigError("model.num_region_classes is 'auto' but the corpus MANIFEST.json has no 'classes'")
+            values["num_region_classes"] = int(num_region_classes)
+        return getattr(VLConfig, self.preset or "base")(**values)
+
+    def to_dict(self) -> dict:
+        out = {"preset": self.preset} if self.preset is not None else {}
+        if self.bert_checkpoint is not None:
+            out["bert_checkpoint"] = self.bert_checkpoint
+        return {**out, **self.settings}
+
+
+# ---- objective, one per recipe ----------------------------------------------------------------------
+
+@dataclass
+class VLBertObjective:
+    mrc_weight: float = 1.0
+    itm_weight: float = 0.0
+    soft_region_targets: bool | None = None    # None: soft when masking.region_targets is "soft"
+    region_visual_ln_init: float | None = None  # start the regions' visual LayerNorm weight here (None: model's)
+
+
+@dataclass
+class InterBertObjective:
+    mrm_weight: float = 1.0
+    itm_weight: float = 1.0
+    soft_region_targets: bool | None = None
+    stage_two_step: int = 0                     # steps < this: MLM + MOM; then MSM + MRM + ITM (0: stage two only)
+
+
+@dataclass
+class SemVLPObjective:
+    mop_regression_weight: float = 1.0
+    mop_label_weight: float = 1.0
+    itm_weight: float = 1.0
+    regression: str = "mse"
+    two_stream_prob: float = 0.5
+
+    def __post_init__(self):
+        if not 0.0 <= self.two_stream_prob <= 1.0:
+            raise ValueError(f"objective.two_stream_prob must be in [0, 1], got {self.two_stream_prob}")
+
+
+@dataclass
+class CSSBertObjective:
+    nsp_weight: float = 1.0
+    pwcl_weight: float = 1.0
+    temperature: float = 0.07
+    kind: Literal["pwcl", "infonce"] = "pwcl"
+    distributed: bool = True
+    contrastive_inputs: str = "separate"
+
+
+OBJECTIVES = {"vlbert": VLBertObjective, "interbert": InterBertObjective, "semvlp": SemVLPObjective,
+              "cssbert": CSSBertObjective}
+
+
+def objective_kwargs(objective, *model_side: str) -> dict:
+    """The objective's settings that its task class takes (those named in `model_side` are used elsewhere)."""
+    return {f.name: getattr(objective, f.name) for f in dataclasses.fields(objective) if f.name not in model_side}
+
+
+# ---- masking ----------------------------------------------------------------------------------------
+
+@dataclass
+class MaskingSection:
+    preset: str | None = None        # a paper's masking (vlengine.data.masking.masking_for); default: the recipe's
+    mlm_prob: float = 0.15           # VL-BERT's whole-word MLM (vlbert, and InterBERT's MLM + MOM stage)
+    whole_word: bool = True
+    region_targets: Literal["soft", "hard"] = "soft"   # detector score vectors, or exact class labels
+
+    def __post_init__(self):
+        if self.preset is not None and self.preset not in MASKING_PRESETS:
+            raise ValueError(f"masking.preset must be one of {', '.join(MASKING_PRESETS)}, got {self.preset!r}")
+        if not 0.0 < self.mlm_prob < 1.0:
+            raise ValueError(f"masking.mlm_prob must be in (0, 1), got {self.mlm_prob}")
+
+
+# ---- data -------------------------------------------------------------------------------------------
+
+@dataclass
+class DataSection:
+    corpus: str = "embedded"         # "embedded" (built on first use) or a corpus folder, relative to the config file
+    corpus_seed: int = 0             # seed of the embedded corpus
+    train: str | None = None         # single paths inside the corpus folder (defaults: train, heldout, vocab.txt,
+    heldout: str | None = None       # text/corpus.txt when present)
+    vocab: str | None = None
+    text_corpus: str | None = None
+    text_ratio: float = 1.0          # text-only batches per caption batch
+    text_batch_size: int | None = None
+    text_chunk_len: int = 64
+    itm_negative_prob: float = 0.0   # share of captions paired with another image (ITM negatives)
+    max_regions: int | None = None
+    max_text_len: int = 64
+    num_workers: int = 0
+    max_tokens: int | None = None
+
+    def __post_init__(self):
+        if self.text_ratio < 0:
+            raise ValueError(f"data.text_ratio must be >= 0, got {self.text_ratio}")
+        if not 0.0 <= self.itm_negative_prob < 1.0:
+            raise ValueError(f"data.itm_negative_prob must be in [0, 1), got {self.itm_negative_prob}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+    @classmethod
+    def from_mapping(cls, mapping, source: str, base_dir: str | None = None) -> "DataSection":
+        data = from_mapping(cls, mapping, source, "data")
+        if data.corpus != "embedded":
+            data.corpus = resolve_path(data.corpus, base_dir)
+        return data
+
+    def check_corpus(self, source: str) -> None:
+        """A corpus folder that does not exist is a user's mistake: say so before anything starts."""
+        if self.corpus != "embedded" and not os.path.isdir(self.corpus):
+            raise ConfigError(f"{source}: data.corpus {self.corpus!r} is not a folder (a path in a config file is "
+                              "relative to the file; use 'embedded' for the built-in corpus)")
+
+
+# ---- eval -------------------------------------------------------------------------------------------
+
+@dataclass
+class EvalSection:
+    captions: int = 1000             # held-out captions for the attribute-word and region accuracies
+    batch_size: int = 128
+    retrieval_images: int = 50       # zero-shot retrieval over this many images (<= 1: skip)
+    seed: int = 0                    # masking seed of the evaluation
