@@ -55,15 +55,17 @@ def add_common_args(parser: argparse.ArgumentParser, *, sizes: str, smoke_sizes:
     parser.add_argument("--plot", metavar="FILE.png", default=None,
                         help="write a PNG of speed-up and peak memory against size per provider (needs matplotlib)")
     parser.add_argument("--smoke", action="store_true",
-                        help=f"tiny sizes ({smoke_sizes}), 2 repeats: checks the script runs, measures nothing")
+                        help=f"tiny sizes ({smoke_sizes}; --sizes overrides), 2 repeats: checks the script runs")
     parser.set_defaults(smoke_sizes=smoke_sizes)
     return parser
 
 
 def parse_common(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.sizes, args.repeats, args.warmup = args.smoke_sizes, 2, 1
+    if args.smoke:  # tiny sizes unless --sizes was given too
+        if args.sizes == parser.get_default("sizes"):
+            args.sizes = args.smoke_sizes
+        args.repeats, args.warmup = 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
