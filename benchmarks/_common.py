@@ -237,7 +237,7 @@ def measure(benchmark: str, case: str, provider: str, mode: str, fn: Callable[[]
     """Time ``fn`` (median, p20, p80 of ``repeats``) and its peak memory; ``cost`` (a _roofline.Cost) fills
     the roofline columns."""
     times = time_fn(fn, device, warmup=warmup, repeats=repeats)
-    q = statistics.quantiles(times, n=5) if len(times) >= 2 else [times[0]] * 4
+    q = statistics.quantiles(times, n=5, method="inclusive") if len(times) >= 2 else [times[0]] * 4
     mem = peak_memory(fn, device) / 2**20 if memory else None
     return Row(benchmark, case, provider, mode, statistics.median(times) * 1e3, q[0] * 1e3, q[3] * 1e3, mem, note,
                bytes=cost.bytes if cost else None, flops=cost.flops if cost else None, dtype=dtype, size=size)

@@ -206,7 +206,7 @@ def run_grid(args, batches, dims) -> list:
                     rows.append(unavailable("contrastive_loss", case, provider, "both", note, size=size))
                     continue
                 times = result["times"][1:] or result["times"]  # the first run also paid for first use
-                q = statistics.quantiles(times, n=5) if len(times) >= 2 else [times[0]] * 4
+                q = statistics.quantiles(times, n=5, method="inclusive") if len(times) >= 2 else [times[0]] * 4
                 extra = result["extra_bytes"]
                 if provider in QUADRATIC:
                     bytes_per_b2[(provider, dim)] = max(extra, 0) / batch ** 2
