@@ -167,6 +167,7 @@ def main(argv=None):
                     sizes_help=f"RoIAlign cases {','.join(CASES)}; mask_pixels runs the ones of "
                                f"{','.join(MASK_CASES)} among them")
     parser.add_argument("--skip-mask-pixels", action="store_true")
+    parser.add_argument("--cases", dest="sizes", help=argparse.SUPPRESS)  # the flag's earlier name
     args = parse_common(parser, argv)
     unknown = [c for c in args.size_list if c not in CASES]
     if unknown:
