@@ -36,7 +36,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
