@@ -92,7 +92,8 @@ setup(
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "transformers", "torchvision", "expecttest", "hypothesis"],
+        "test": ["pytest", "pytest-benchmark", "transformers", "torchvision", "expecttest", "hypothesis", "matplotlib"],
+        "plot": ["matplotlib"],
         "train": ["deepspeed", "tensorboard"],
         "triton": ["triton"],
     },

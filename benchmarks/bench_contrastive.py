@@ -14,27 +14,28 @@ table prints the memory it would need, extrapolated from the bytes per B^2 it
 used at the largest batch that ran (or 16 B/B^2, four float32 matrices, when
 none did).
 
-    python benchmarks/bench_contrastive.py                        # the issue's grid
-    python benchmarks/bench_contrastive.py --batch 4096 --dim 768 --providers materialised cpu
+Per row the roofline columns (``_roofline.contrastive_cost``: inputs read and
+gradients written, 6 B^2 d matmul FLOPs for forward + backward) against the
+device's peaks.
 
-Rows are appended to benchmarks/results/contrastive.csv with the git revision and the device.
+    python benchmarks/bench_contrastive.py                        # the issue's grid
+    python benchmarks/bench_contrastive.py --sizes 4096 --dim 768 --providers materialised cpu
+    python benchmarks/bench_contrastive.py --smoke --busy          # tiny, quiet and beside a busy process
+
+``--record [DIR]`` appends the rows to DIR/contrastive.csv (default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results", "contrastive.csv")
 PROVIDERS = ("materialised", "reference", "cpu", "cuda", "triton")
 QUADRATIC = ("materialised", "reference")
 GIB = 1024 ** 3
@@ -85,7 +86,8 @@ def child(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.provider in ("cuda", "triton") else "cpu")
+    device = torch.device("cuda" if args.provider in ("cuda", "triton") or args.device == "cuda" and
+                          args.provider != "cpu" else "cpu")
     dtype = getattr(torch, args.dtype)
     fn = _loss_fn(args.provider, args.kind, 0.07)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -128,49 +130,28 @@ def child(args) -> dict:
 
 # ---- the parent: the grid, the table, the CSV ----
 
-def _git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def _provider_device(provider: str, device: str) -> str:
+    """cuda/triton run on the GPU, cpu on the CPU; the materialised loss and the reference on --device."""
+    return "cuda" if provider in ("cuda", "triton") else ("cpu" if provider == "cpu" else device)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
-
-
-def _device_name(provider: str) -> str:
-    if provider in ("cuda", "triton"):
-        import torch
-        return torch.cuda.get_device_name()
-    return _cpu_name()
-
-
-def _available(provider: str) -> str | None:
+def _available(provider: str, device: str = "cpu") -> str | None:
     import torch
 
     from vlengine.ops import _backend
 
+    device = _provider_device(provider, device)
     if provider == "materialised":
-        return None
-    device = "cuda" if provider in ("cuda", "triton") else "cpu"
+        return "no GPU" if device == "cuda" and not torch.cuda.is_available() else None
     if device == "cuda" and not torch.cuda.is_available():
         return "no GPU"
     return _backend.reason_unavailable(provider, torch.device(device), "contrastive_loss_stats")
 
 
-def _memory_budget(provider: str) -> int:
+def _memory_budget(provider: str, device: str = "cpu") -> int:
     import torch
 
-    if provider in ("cuda", "triton") and torch.cuda.is_available():
+    if _provider_device(provider, device) == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_properties(0).total_memory
     with open("/proc/meminfo") as f:
         for line in f:
@@ -182,7 +163,7 @@ def _memory_budget(provider: str) -> int:
 def run_one(provider, batch, dim, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--provider", provider, "--batch", str(batch),
            "--dim", str(dim), "--dtype", args.dtype, "--kind", args.kind, "--repeats", str(args.repeats),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads or 0), "--device", args.device]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -190,75 +171,83 @@ def run_one(provider, batch, dim, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
-    p.add_argument("--dim", type=int, nargs="+", default=[256, 768])
-    p.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=PROVIDERS)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--kind", default="infonce", choices=["infonce", "pwcl"])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (torch.set_num_threads); 0 keeps torch's default. One thread gives steadier "
-                        "numbers on a shared machine, where OpenMP barriers wait for descheduled threads")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
-    p.add_argument("--csv", default=RESULTS)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--provider", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        args.batch, args.dim = args.batch[0], args.dim[0]
-        print(json.dumps(child(args)))
-        return
+def run_grid(args, batches, dims) -> list:
+    """One Row per (dim, batch, provider), each measured in its own process."""
+    from _common import Row, unavailable
+    from _roofline import contrastive_cost
 
-    revision, stamp = _git_revision(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     bytes_per_b2 = {}  # quadratic provider -> measured extra bytes / B^2 at its largest batch
     rows = []
-    threads = f", {args.threads} CPU thread(s)" if args.threads else ""
-    print(f"contrastive_loss ({args.kind}, {args.dtype}), forward + backward{threads}; revision {revision}")
-    print(f"{'B':>6} {'d':>4} {'provider':>12} {'median s':>9} {'min-max s':>15} {'extra MiB':>10}  note")
-    for dim in args.dim:
-        for batch in args.batch:
+    element = {"float32": 4, "float16": 2, "bfloat16": 2}[args.dtype]
+    dtype = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[args.dtype]
+    for dim in dims:
+        for batch in batches:
+            case, size = f"B={batch} d={dim}", f"{batch}x{dim}"
             for provider in args.providers:
-                why = _available(provider)
+                why = _available(provider, args.device)
                 if why:
+                    rows.append(unavailable("contrastive_loss", case, provider, "both", why, size=size))
                     continue
                 note, result = "", None
                 if provider in QUADRATIC:
                     per = bytes_per_b2.get((provider, dim), 16.0)
                     need = per * batch * batch
-                    if need > 0.5 * _memory_budget(provider):
+                    if need > 0.5 * _memory_budget(provider, args.device):
                         note = f"not run: would need ~{need / GIB:.1f} GiB ({per:.1f} B per B^2)"
                 if not note:
                     try:
                         result = run_one(provider, batch, dim, args)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         note = f"failed: {exc}"
-                if result:
-                    times = result["times"][1:] or result["times"]  # the first run also paid for first use
-                    med, lo, hi = statistics.median(times), min(times), max(times)
-                    extra = result["extra_bytes"]
-                    if provider in QUADRATIC:
-                        bytes_per_b2[(provider, dim)] = max(extra, 0) / batch ** 2
-                    print(f"{batch:>6} {dim:>4} {provider:>12} {med:>9.3f} {lo:>7.3f}-{hi:<7.3f} "
-                          f"{extra / 2 ** 20:>10.1f}  {note}")
-                else:
-                    med = lo = hi = extra = None
-                    print(f"{batch:>6} {dim:>4} {provider:>12} {'-':>9} {'-':>15} {'-':>10}  {note}")
-                device = _device_name(provider)
-                if args.threads and provider not in ("cuda", "triton"):
-                    device += f", {args.threads} thread(s)"
-                rows.append([stamp, revision, device, provider, args.kind, args.dtype, batch, dim,
-                             med, lo, hi, extra, note])
-    os.makedirs(os.path.dirname(args.csv), exist_ok=True)
-    new = not os.path.exists(args.csv)
-    with open(args.csv, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(["utc", "git_revision", "device", "provider", "kind", "dtype", "batch", "dim",
-                             "median_s", "min_s", "max_s", "extra_peak_bytes", "note"])
-        writer.writerows(rows)
-    print(f"appended {len(rows)} rows to {os.path.relpath(args.csv, ROOT)}")
+                if not result:
+                    rows.append(unavailable("contrastive_loss", case, provider, "both", note, size=size))
+                    continue
+                times = result["times"][1:] or result["times"]  # the first run also paid for first use
+                q = statistics.quantiles(times, n=5, method="inclusive") if len(times) >= 2 else [times[0]] * 4
+                extra = result["extra_bytes"]
+                if provider in QUADRATIC:
+                    bytes_per_b2[(provider, dim)] = max(extra, 0) / batch ** 2
+                cost = contrastive_cost(batch, dim, element, "both")
+                rows.append(Row("contrastive_loss", case, provider, "both", statistics.median(times) * 1e3,
+                                q[0] * 1e3, q[3] * 1e3, extra / 2 ** 20, "peak MB = extra beyond inputs and grads",
+                                extra={"kind": args.kind, "batch": batch, "dim": dim}, bytes=cost.bytes,
+                                flops=cost.flops, dtype=dtype, size=size))
+    return rows
+
+
+def main(argv=None) -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import add_common_args, describe_peaks, device_peaks, parse_common, quiet_and_busy, report
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, sizes="1024,4096,16384,65536", smoke_sizes="64,256", repeats=3, sizes_help="batch sizes B")
+    p.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (the same as --sizes)")
+    p.add_argument("--dim", type=int, nargs="+", default=[256, 768])
+    p.add_argument("--providers", nargs="+", default=None, choices=PROVIDERS,
+                   help="default: materialised, reference and the device's backends")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--kind", default="infonce", choices=["infonce", "pwcl"])
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--provider", help=argparse.SUPPRESS)
+    if "--child" in (argv if argv is not None else sys.argv[1:]):
+        args = p.parse_args(argv)
+        args.batch, args.dim = args.batch[0], args.dim[0]
+        print(json.dumps(child(args)))
+        return
+    args = parse_common(p, argv)
+    if args.smoke:
+        args.dim = [32]
+    batches = args.batch or [int(b) for b in args.size_list]
+    if args.providers is None:
+        args.providers = ["materialised", "reference"] + (["cuda", "triton"] if args.device == "cuda" else ["cpu"])
+    peaks = device_peaks(args.device)
+    threads = f", {args.threads} CPU thread(s)" if args.threads else ""
+    print(f"contrastive_loss ({args.kind}, {args.dtype}), forward + backward on {args.device}{threads}")
+    print(describe_peaks(peaks, {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[args.dtype]))
+    rows = quiet_and_busy(lambda: run_grid(args, batches, args.dim), args.busy)
+    report("contrastive", rows, args, baseline="materialised", peaks=peaks,
+           title=f"contrastive_loss {args.kind} forward+backward")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Two minimal single-stream transformers (pre-LN, 3 layers, hidden 128, plain
 the MANIFEST's ``attribute_words``). One sees the region features and boxes,
 the other never sees an image (its text-only accuracy is the best a language
 prior can do). Held-out attribute-word accuracy of both is printed every
-``--eval-every`` steps and appended to benchmarks/results/corpus_grounding.csv.
+``--eval-every`` steps (``--record [DIR]`` appends it to DIR/corpus_grounding.csv).
 
 Run: ``python benchmarks/bench_corpus_grounding.py [--corpus DIR] [--steps 800]``
 (default corpus: the one ``vlengine pretrain`` uses, built if missing).
@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--heldout-captions", type=int, default=600)
+    p.add_argument("--record", nargs="?", const=os.path.dirname(RESULTS), default=None, metavar="DIR",
+                   help="append the rows to DIR/corpus_grounding.csv (default benchmarks/results/); without it nothing is written")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -114,9 +116,12 @@ def main(argv=None) -> int:
                   f"with image {acc['with_image']:.3f}  text only {acc['text_only']:.3f}  gain {gain:+.1f} points "
                   f"({int(sel.sum())} words)", flush=True)
             rows.append((step, acc["with_image"], acc["text_only"], gain, int(sel.sum())))
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    new = not os.path.exists(RESULTS)
-    with open(RESULTS, "a", newline="") as f:
+    if not args.record:
+        return 0
+    results = os.path.join(args.record, "corpus_grounding.csv")
+    os.makedirs(args.record, exist_ok=True)
+    new = not os.path.exists(results)
+    with open(results, "a", newline="") as f:
         w = csv.writer(f)
         if new:
             w.writerow(["date", "git_rev", "machine", "corpus_seed", "step", "acc_with_image", "acc_text_only",

@@ -15,7 +15,8 @@ Measures, on records of ``--boxes`` regions x 2048 features (default 100, as the
   whatever the dataset size; a loader that copied the features into every worker would hold
   the whole feature data per worker.
 
-Prints a table and appends rows to benchmarks/results/data.csv with the git revision.
+Prints a table; ``--record [DIR]`` appends rows to DIR/data.csv (default benchmarks/results/) with the
+git revision.
 Run: ``python benchmarks/bench_data.py [--records 1000] [--boxes 100]``.
 """
 
@@ -193,6 +194,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", default="0,1,2,4")
     p.add_argument("--convert-records", type=int, default=300, help="records for the lmdb/npz converter timings")
     p.add_argument("--dir", default=None, help="scratch directory (default: a temp dir, removed after)")
+    p.add_argument("--record", nargs="?", const=os.path.dirname(RESULTS), default=None, metavar="DIR",
+                   help="append the rows to DIR/data.csv (default benchmarks/results/); without it nothing is written")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*worker processes in total.*")
@@ -237,9 +240,12 @@ def main(argv=None) -> int:
     print(f"{'benchmark':<8} {'measure':<58} {'value':>12}")
     for kind, what, value, unit in rows:
         print(f"{kind:<8} {what:<58} {value:>10.1f} {unit}")
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    new = not os.path.exists(RESULTS)
-    with open(RESULTS, "a", newline="") as f:
+    if not args.record:
+        return 0
+    results = os.path.join(args.record, "data.csv")
+    os.makedirs(args.record, exist_ok=True)
+    new = not os.path.exists(results)
+    with open(results, "a", newline="") as f:
         w = csv.writer(f)
         if new:
             w.writerow(["date", "git_rev", "machine", "records", "boxes", "batch_size", "benchmark", "measure", "value", "unit"])

@@ -15,43 +15,46 @@ classification, VL-BERT's released pair.
 
 MFU = tokens/s x (6 N + 12 L h s) / peak, per token, with N the non-embedding parameters applied
 to every token (encoder + region projection), L layers, h hidden size, s the mean real sequence
-length. Peak: the GPU's dense bf16 spec; on a CPU the measured fp32 matmul rate of this machine.
+length. Peak: ``vlengine.hardware``'s table (the GPU's dense bf16 / fp16 tensor datasheet rate, the same
+peak as training's MFU); on a CPU the measured fp32 matmul rate of this machine.
 The paths of one size run in one process with their steps interleaved (fused, plain, fused, ...), so
 load drift on a shared machine hits them alike; peak memory is measured per path in a fresh process.
 
     python benchmarks/bench_model_step.py                      # CPU: base + large, reduced batch
     python benchmarks/bench_model_step.py --device cuda        # bf16 autocast, full batch
+    python benchmarks/bench_model_step.py --device cuda --precision fp16   # fp16 autocast (the V100 path)
+
+Nothing is written unless ``--record [DIR]`` is given (rows go to DIR/model_step.csv, default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import RESULTS_DIR, device_name, git_revision, peak_memory, time_fn  # noqa: E402
+from _common import RESULTS_DIR, append_records, device_name, git_revision, peak_memory, time_fn  # noqa: E402
 
 from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
 from vlengine.models import VLBert, VLConfig  # noqa: E402
 from vlengine.models.heads import MaskedLMHead, RegionClassificationHead  # noqa: E402
+from vlengine.training.throughput import peak_flops  # noqa: E402
 
 PATHS = {
     "fused": dict(pack=True, unpad=True, attention="sdpa", fused_mlm=True, mask_mode="pixels"),
     "plain": dict(pack=False, unpad=False, attention="eager", fused_mlm=False, mask_mode="pixels_python"),
     "packed": dict(pack=True, unpad=False, attention="eager", fused_mlm=False, mask_mode="pixels_python"),
 }
-GPU_PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("V100", 125.0))
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_batch(config: VLConfig, batch: int, gen: torch.Generator, device, image_hw=None) -> VLBatch:
@@ -82,28 +85,25 @@ def make_batch(config: VLConfig, batch: int, gen: torch.Generator, device, image
 
 
 def peak_tflops(device: str) -> tuple[float, str]:
-    if device == "cuda":
-        name = torch.cuda.get_device_name()
-        for key, tflops in GPU_PEAK_TFLOPS:
-            if key in name:
-                return tflops, f"{key} bf16 dense spec"
-        return float("nan"), "unknown GPU"
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(5))
-    return 2 * 2048**3 / best / 1e12, "measured fp32 matmul"
+    """The MFU denominator training uses (vlengine.training.throughput.peak_flops), in TFLOP/s."""
+    if device == "cpu":
+        from vlengine.hardware import measured_cpu_matmul_flops
+        return measured_cpu_matmul_flops(2048) / 1e12, "measured fp32 matmul 2048^3"
+    peak, source = peak_flops(torch.device(device))
+    return peak / 1e12, source
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def model_config(size: str, **overrides) -> VLConfig:
+    if size == "tiny":  # smoke runs: VL-BERT's feature and vocabulary sizes, a few narrow layers
+        return VLConfig.tiny(region_feature_size=2048, vocab_size=30522, num_region_classes=1601, **overrides)
+    return getattr(VLConfig, size)(**overrides)
 
 
-def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, image_hw, optimizer_step: bool):
+def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, image_hw, optimizer_step: bool,
+          precision: str = "bf16"):
     """(step function, batch, model) for one configuration; every path gets the same weights and batch."""
     settings = PATHS[path]
-    config = getattr(VLConfig, size)(pack=settings["pack"], unpad=settings["unpad"], attention=settings["attention"])
+    config = model_config(size, pack=settings["pack"], unpad=settings["unpad"], attention=settings["attention"])
     visual = None
     if end_to_end:
         from vlengine.models.visual import resnet_c4_frontend
@@ -118,8 +118,11 @@ def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, 
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda")
     batch = make_batch(config, batch_size, torch.Generator().manual_seed(1), device,
                        image_hw if end_to_end else None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast(
+    autocast = torch.autocast("cuda", dtype=AUTOCAST_DTYPES[precision]) if device == "cuda" else torch.autocast(
         "cpu", enabled=False)
+    # fp16 needs loss scaling against underflow (DeepSpeed's dynamic scaler in training); a fixed scale
+    # does the same arithmetic here, so the step costs what it costs in training
+    loss_scale = 1024.0 if device == "cuda" and precision == "fp16" else 1.0
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -130,17 +133,17 @@ def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, 
             else:
                 loss = mlm.full_vocabulary_loss(out.text, batch.mlm_labels)
             loss = loss + mrc.loss(out.regions, batch.region_masked, soft_targets=batch.region_soft_labels)
-        loss.backward()
+        (loss * loss_scale).backward()
         if optimizer_step:
             optimizer.step()
     return step, batch, model
 
 
 def run_size(size: str, paths: list[str], batch_size: int, device: str, steps: int, warmup: int,
-             end_to_end: bool, image_hw, optimizer_step: bool) -> list[dict]:
+             end_to_end: bool, image_hw, optimizer_step: bool, precision: str = "bf16") -> list[dict]:
     """Time every path of one model size, interleaving their steps (fused, plain, fused, plain, ...) so
     that load drift on a shared machine hits all paths alike; median per path."""
-    built = {p: build(size, p, batch_size, device, end_to_end, image_hw, optimizer_step) for p in paths}
+    built = {p: build(size, p, batch_size, device, end_to_end, image_hw, optimizer_step, precision) for p in paths}
     times = {p: [] for p in paths}
     for p in paths:
         for _ in range(warmup):
@@ -166,21 +169,21 @@ def run_size(size: str, paths: list[str], batch_size: int, device: str, steps: i
             "step_ms_max": round(max(times[p]) * 1e3, 2), "steps": len(times[p]),
             "samples_per_s": round(batch_size / median, 3), "tokens_per_s": round(tokens / median, 1),
             "model_tflops_per_s": round(tokens / median * flops_per_token / 1e12, 4),
-            "optimizer": optimizer_step, "dtype": "bf16-autocast" if device == "cuda" else "fp32",
+            "optimizer": optimizer_step, "dtype": f"{precision}-autocast" if device == "cuda" else "fp32",
             "threads": torch.get_num_threads()})
     return results
 
 
-def peak_step_memory(size, path, batch_size, device, end_to_end, image_hw, optimizer_step) -> float:
+def peak_step_memory(size, path, batch_size, device, end_to_end, image_hw, optimizer_step, precision="bf16") -> float:
     """MB at peak during one step of a freshly built configuration (its own process: nothing cached)."""
-    step, _, _ = build(size, path, batch_size, device, end_to_end, image_hw, optimizer_step)
+    step, _, _ = build(size, path, batch_size, device, end_to_end, image_hw, optimizer_step, precision)
     return peak_memory(step, device) / 2**20
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sizes", default="base,large")
+    parser.add_argument("--sizes", default="base,large", help="model sizes: tiny (smoke runs), base, large")
     parser.add_argument("--paths", default="fused,plain")
     parser.add_argument("--batch", type=int, default=None, help="rows per step (default: CPU 8 base / 4 large; "
                                                                 "GPU 64 base / 32 large)")
@@ -191,8 +194,16 @@ def main():
     parser.add_argument("--optimizer", action="store_true", help="include the AdamW update in the step")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--no-csv", action="store_true")
+    parser.add_argument("--precision", default="bf16", choices=sorted(AUTOCAST_DTYPES),
+                        help="autocast dtype on a GPU (the CPU runs fp32)")
+    parser.add_argument("--record", nargs="?", const=RESULTS_DIR, default=None, metavar="DIR",
+                        help="append the rows to DIR/model_step.csv (default benchmarks/results/); "
+                             "without it nothing is written")
+    parser.add_argument("--no-csv", action="store_true", help=argparse.SUPPRESS)  # the old default; now implied
+    parser.add_argument("--smoke", action="store_true", help="the tiny model, batch 2, 1 step: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.batch, args.steps, args.warmup = "tiny", args.batch or 2, 1, 0
     gpu = args.device == "cuda"
     steps = args.steps or (20 if gpu else 3)
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
@@ -201,11 +212,11 @@ def main():
     if args.worker:   # result as JSON on the last line
         if args.memory_only:
             mb = peak_step_memory(args.sizes, args.paths, args.batch, args.device, args.end_to_end, image_hw,
-                                  args.optimizer)
+                                  args.optimizer, args.precision)
             print(json.dumps({"peak_mem_mb": round(mb, 1)}))
         else:
             print(json.dumps(run_size(args.sizes, args.paths.split(","), args.batch, args.device, steps, warmup,
-                                      args.end_to_end, image_hw, args.optimizer)))
+                                      args.end_to_end, image_hw, args.optimizer, args.precision)))
         return
 
     # one peak for every configuration (measured here, before the runs, on a CPU)
@@ -215,7 +226,7 @@ def main():
     def worker(size, paths, batch, extra):
         command = [sys.executable, os.path.abspath(__file__), "--worker", "--device", args.device, "--sizes", size,
                    "--paths", paths, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
-                   "--image-size", args.image_size, *extra]
+                   "--image-size", args.image_size, "--precision", args.precision, *extra]
         if args.end_to_end:
             command.append("--end-to-end")
         if args.optimizer:
@@ -227,7 +238,7 @@ def main():
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     for size in args.sizes.split(","):
-        batch = args.batch or {"base": 64 if gpu else 8, "large": 32 if gpu else 4}[size]
+        batch = args.batch or {"tiny": 8, "base": 64 if gpu else 8, "large": 32 if gpu else 4}[size]
         timed = worker(size, args.paths, batch, [])
         if timed is None:
             continue
@@ -250,19 +261,11 @@ def main():
     if results:
         print(f"peak: {results[0]['peak_tflops']} TFLOP/s ({results[0]['peak_source']}); device "
               f"{device_name(args.device)}; threads {results[0]['threads']}")
-    if results and not args.no_csv:
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        path = os.path.join(RESULTS_DIR, "model_step.csv")
+    if results and args.record:
         meta = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "git": git_revision(), "device": device_name(args.device), "torch": torch.__version__}
-        rows = [{**meta, **r} for r in results]
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"appended {len(rows)} rows to {path}")
+        path = append_records(os.path.join(args.record, "model_step.csv"), [{**meta, **r} for r in results])
+        print(f"appended {len(results)} rows to {path}")
 
 
 if __name__ == "__main__":

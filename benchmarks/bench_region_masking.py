@@ -15,7 +15,11 @@ Part 2, the whole masking step for a batch of 256 image-text pairs (64 tokens,
 Python loop in the style of the released code (random.random per word, numpy
 IoU per image).
 
+Part 1's rows carry the roofline columns (``_roofline.iou_neighbourhood_cost``:
+boxes, flags and mask moved once, 13 FLOPs per (valid box, valid anchor) pair).
+
     python benchmarks/bench_region_masking.py [--device cpu|cuda] [--sizes 36,100,300] [--repeats N]
+        [--busy] [--record [DIR]] [--plot FILE.png] [--smoke]
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import append_csv, measure, print_table, unavailable  # noqa: E402
+from _common import (add_common_args, describe_peaks, device_peaks, measure, parse_common,  # noqa: E402
+                     quiet_and_busy, report, unavailable)
+from _roofline import anchor_pairs, iou_neighbourhood_cost  # noqa: E402
 
 import vlengine.ops as ops  # noqa: E402
 from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
@@ -89,14 +95,15 @@ def torchvision_loop(boxes, valid, anchors):
     return out
 
 
-def bench_neighbourhood(device, sizes, repeats):
+def bench_neighbourhood(device, sizes, repeats, warmup=2, batch=BATCH):
     gen = torch.Generator().manual_seed(0)
     rows = []
     for n in sizes:
-        boxes, valid, anchors = make_regions(gen, BATCH, n, device)
+        boxes, valid, anchors = make_regions(gen, batch, n, device)
+        cost = iou_neighbourhood_cost(batch, n, anchor_pairs(valid, anchors), boxes.element_size())
         np_args = tuple(t.cpu().numpy() for t in (boxes, valid, anchors))
         expected = ops.iou_neighbourhood_mask(boxes, valid, anchors, THRESHOLD, backend="reference").cpu()
-        case = f"B={BATCH} N={n}"
+        case = f"B={batch} N={n}"
         providers = {
             "numpy_loop": lambda a=np_args: numpy_loop(*a),
             "torchvision_loop": lambda: torchvision_loop(boxes, valid, anchors),
@@ -113,14 +120,15 @@ def bench_neighbourhood(device, sizes, repeats):
                 if provider == "triton" and device == "cpu":
                     why = "Triton on the CPU is the interpreter (tests only)"
             if why:
-                rows.append(unavailable("iou_neighbourhood_mask", case, provider, "forward", why))
+                rows.append(unavailable("iou_neighbourhood_mask", case, provider, "forward", why, size=f"N={n}"))
                 continue
             got = torch.as_tensor(fn()).cpu()
             note = "" if torch.equal(got, expected) else "MISMATCH vs reference"
             if provider == "numpy_loop":
                 note = (note + " host numpy").strip()
             rows.append(measure("iou_neighbourhood_mask", case, provider, "forward", fn,
-                                "cpu" if provider == "numpy_loop" else device, repeats=repeats, note=note))
+                                "cpu" if provider == "numpy_loop" else device, repeats=repeats, warmup=warmup,
+                                note=note, cost=cost, size=f"N={n}"))
     return rows
 
 
@@ -170,15 +178,15 @@ def interbert_per_sample(samples, rng):
     return out
 
 
-def bench_masking_step(device, repeats, t=64, r=100):
+def bench_masking_step(device, repeats, t=64, r=100, pairs=BATCH):
     gen = torch.Generator().manual_seed(2)
-    batch = make_pairs(gen, BATCH, t, r, device)
-    case = f"{BATCH} pairs T={t} R={r}"
+    batch = make_pairs(gen, pairs, t, r, device)
+    case = f"{pairs} pairs T={t} R={r}"
     rows = []
     cpu = batch.to("cpu")
     samples = [(cpu.input_ids[i].numpy(), int(cpu.text_mask[i].sum()), cpu.region_boxes[i].numpy(),
                 int(cpu.region_valid[i].sum()), cpu.region_features[i].numpy(), bool(cpu.itm_label[i]))
-               for i in range(BATCH)]
+               for i in range(pairs)]
     py_rng = random.Random(0)
     rows.append(measure("masking_step", case, "interbert per-sample python", "step",
                         lambda: interbert_per_sample(samples, py_rng), "cpu", repeats=repeats, memory=False,
@@ -198,23 +206,28 @@ def bench_masking_step(device, repeats, t=64, r=100):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sizes", default="36,100,300")
-    parser.add_argument("--repeats", type=int, default=10)
+    add_common_args(parser, sizes="36,100,300", smoke_sizes="12", sizes_help="boxes per image N")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"images per batch (default {BATCH})")
     parser.add_argument("--skip-step", action="store_true", help="only the IoU-neighbourhood op")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_common(parser, argv)
+    if args.smoke:
+        args.batch = 8
+    try:
+        sizes = [int(s) for s in args.size_list]
+    except ValueError:
+        parser.error(f"--sizes takes integers (boxes per image), got {args.sizes!r}")
+    peaks = device_peaks(args.device)
     print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
-    rows = bench_neighbourhood(args.device, [int(s) for s in args.sizes.split(",")], args.repeats)
-    print_table(rows, baseline="numpy_loop")
-    print(f"\nCSV: {append_csv('region_masking', rows, args.device)}")
+    print(describe_peaks(peaks))
+    rows = quiet_and_busy(lambda: bench_neighbourhood(args.device, sizes, args.repeats, args.warmup, args.batch),
+                          args.busy)
+    report("region_masking", rows, args, baseline="numpy_loop", peaks=peaks, title="iou_neighbourhood_mask")
     if not args.skip_step:
-        step = bench_masking_step(args.device, args.repeats)
+        step = quiet_and_busy(lambda: bench_masking_step(args.device, args.repeats, pairs=args.batch,
+                                                         r=max(sizes)), args.busy)
         print()
-        print_table(step, baseline="interbert per-sample python")
-        print(f"\nCSV: {append_csv('region_masking', step, args.device)}")
+        args.plot = None  # the plot shows the op; the masking step has one size
+        report("region_masking", step, args, baseline="interbert per-sample python", peaks=peaks)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,13 @@ legacy alignment), a smaller and a larger one. Then mask_pixels on 32 images of
 3 x 600 x 1000 with 15 boxes each against the per-box slicing loop of VL-BERT's
 data loader.
 
-    python benchmarks/bench_roi_align_masked.py [--device cpu|cuda] [--cases vlbert,small,large] [--repeats N]
+Per row the roofline columns: bytes and FLOPs from ``_roofline.roi_align_cost`` /
+``mask_pixels_cost`` (the map read once, the output written once; 8 FLOPs per
+bilinear sample), achieved GB/s and TFLOP/s, and their fraction of the device's
+peak (``vlengine.hardware``).
+
+    python benchmarks/bench_roi_align_masked.py [--device cpu|cuda] [--sizes small,vlbert,large] [--repeats N]
+        [--busy] [--record [DIR]] [--plot FILE.png] [--smoke]
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import append_csv, measure, print_table, unavailable  # noqa: E402
+from _common import (add_common_args, describe_peaks, device_peaks, measure, parse_common,  # noqa: E402
+                     quiet_and_busy, report, sibling_path, unavailable)
+from _roofline import covered_pixels, mask_pixels_cost, roi_align_cost  # noqa: E402
 
 import vlengine.ops as ops  # noqa: E402
 from vlengine.ops import _backend  # noqa: E402
@@ -38,11 +46,15 @@ except ImportError:  # the composition needs it
 
 CASES = {
     # name: (images, channels, map h, map w, rois per image, masked per image, output)
+    "tiny": (1, 16, 10, 12, 8, 2, 7),
     "small": (2, 256, 25, 38, 32, 5, 7),
     "vlbert": (8, 1024, 38, 63, 100, 15, 14),
     "large": (16, 1024, 50, 84, 300, 30, 14),
 }
 STRIDE = 16
+SAMPLING_RATIO = 1
+# mask_pixels: name -> (images, height, width, boxes per image), 3 channels
+MASK_CASES = {"tiny": (2, 60, 100, 5), "vlbert": (32, 600, 1000, 15)}
 
 
 def make_boxes(gen, n, per_image, img_h, img_w, device, min_size=16.0):
@@ -75,6 +87,8 @@ def bench_roi_align(device, case_names, repeats, warmup=2):
         masked = make_boxes(gen, n, per_mask, h * STRIDE, w * STRIDE, device)
         grad = torch.randn(rois.shape[0], c, out, out, generator=gen).to(device)
         case = f"{name} {n}x{c}x{h}x{w} K={rois.shape[0]}"
+        cost = {m: roi_align_cost(n, c, h, w, rois.shape[0], out, SAMPLING_RATIO, masked.shape[0], 4, m)
+                for m in ("forward", "backward", "both")}
         providers = {"composition": lambda f: composition(f, rois, masked, out, scale)}
         providers["reference"] = lambda f: ops.roi_align_masked(f, rois, masked, out, scale, 1, backend="reference")
         for be in ("cpu", "cuda", "triton"):
@@ -90,7 +104,8 @@ def bench_roi_align(device, case_names, repeats, warmup=2):
             if provider == "reference" and name == "large" and device == "cpu":
                 why = "skipped: the oracle gathers every tap (tens of GB here)"
             if why:
-                rows += [unavailable("roi_align_masked", case, provider, m, why) for m in ("forward", "backward", "both")]
+                rows += [unavailable("roi_align_masked", case, provider, m, why, size=name)
+                         for m in ("forward", "backward", "both")]
                 continue
             x = feats.detach().requires_grad_()
             y = fn(x)
@@ -104,11 +119,11 @@ def bench_roi_align(device, case_names, repeats, warmup=2):
 
             with torch.no_grad():
                 rows.append(measure("roi_align_masked", case, provider, "forward", lambda: fn(feats), device,
-                                    repeats=repeats, warmup=warmup))
+                                    repeats=repeats, warmup=warmup, cost=cost["forward"], size=name))
             rows.append(measure("roi_align_masked", case, provider, "backward", backward_only, device,
-                                repeats=repeats, warmup=warmup))
+                                repeats=repeats, warmup=warmup, cost=cost["backward"], size=name))
             rows.append(measure("roi_align_masked", case, provider, "both", both, device, repeats=repeats,
-                                warmup=warmup))
+                                warmup=warmup, cost=cost["both"], size=name))
             del y
     return rows
 
@@ -120,44 +135,57 @@ def vlbert_loader_loop(images, boxes):
     return images
 
 
-def bench_mask_pixels(device, repeats):
+def bench_mask_pixels(device, case_names, repeats, warmup=2):
     gen = torch.Generator().manual_seed(1)
-    n, h, w, per = 32, 600, 1000, 15
-    images = torch.randn(n, 3, h, w, generator=gen).to(device)
-    boxes = make_boxes(gen, n, per, h, w, device)
-    case = f"{n}x3x{h}x{w} K={boxes.shape[0]}"
-    rows = [measure("mask_pixels", case, "python_loop", "inplace", lambda: vlbert_loader_loop(images, boxes), device,
-                    repeats=repeats)]
-    for be in ("reference", "cpu", "cuda", "triton"):
-        why = _backend.reason_unavailable(be, torch.device(device), "mask_pixels")
-        if be == "triton" and device == "cpu":
-            why = "Triton on the CPU is the interpreter (tests only)"
-        if why:
-            rows.append(unavailable("mask_pixels", case, be, "inplace", why))
+    rows = []
+    for name in case_names:
+        if name not in MASK_CASES:
             continue
-        rows.append(measure("mask_pixels", case, be, "inplace",
-                            lambda be=be: ops.mask_pixels(images, boxes, 0.0, inplace=True, backend=be), device,
-                            repeats=repeats))
+        n, h, w, per = MASK_CASES[name]
+        images = torch.randn(n, 3, h, w, generator=gen).to(device)
+        boxes = make_boxes(gen, n, per, h, w, device)
+        case = f"{n}x3x{h}x{w} K={boxes.shape[0]}"
+        cost = mask_pixels_cost(3, covered_pixels(boxes, h, w), images.element_size(), boxes.shape[0])
+        rows.append(measure("mask_pixels", case, "python_loop", "inplace", lambda: vlbert_loader_loop(images, boxes),
+                            device, repeats=repeats, warmup=warmup, cost=cost, size=name))
+        for be in ("reference", "cpu", "cuda", "triton"):
+            why = _backend.reason_unavailable(be, torch.device(device), "mask_pixels")
+            if be == "triton" and device == "cpu":
+                why = "Triton on the CPU is the interpreter (tests only)"
+            if why:
+                rows.append(unavailable("mask_pixels", case, be, "inplace", why, size=name))
+                continue
+            rows.append(measure("mask_pixels", case, be, "inplace",
+                                lambda be=be: ops.mask_pixels(images, boxes, 0.0, inplace=True, backend=be), device,
+                                repeats=repeats, warmup=warmup, cost=cost, size=name))
     return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--cases", default="small,vlbert,large")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    add_common_args(parser, sizes="small,vlbert,large", smoke_sizes="tiny",
+                    sizes_help=f"RoIAlign cases {','.join(CASES)}; mask_pixels runs the ones of "
+                               f"{','.join(MASK_CASES)} among them")
     parser.add_argument("--skip-mask-pixels", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--cases", dest="sizes", help=argparse.SUPPRESS)  # the flag's earlier name
+    args = parse_common(parser, argv)
+    unknown = [c for c in args.size_list if c not in CASES]
+    if unknown:
+        parser.error(f"--sizes: unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    peaks = device_peaks(args.device)
     print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
-    rows = bench_roi_align(args.device, args.cases.split(","), args.repeats, args.warmup)
-    print_table(rows, baseline="composition")
-    print(f"\nCSV: {append_csv('roi_align_masked', rows, args.device)}")
+    print(describe_peaks(peaks))
+    rows = quiet_and_busy(lambda: bench_roi_align(args.device, args.size_list, args.repeats, args.warmup),
+                          args.busy)
+    report("roi_align_masked", rows, args, baseline="composition", peaks=peaks,
+           title="roi_align_masked forward+backward")
     if not args.skip_mask_pixels:
-        mp = bench_mask_pixels(args.device, args.repeats)
-        print()
-        print_table(mp, baseline="python_loop")
-        print(f"\nCSV: {append_csv('mask_pixels', mp, args.device)}")
+        mp = quiet_and_busy(lambda: bench_mask_pixels(args.device, args.size_list, args.repeats, args.warmup),
+                            args.busy)
+        if mp:
+            print()
+            report("mask_pixels", mp, args, baseline="python_loop", peaks=peaks, title="mask_pixels in place",
+                   plot_path=sibling_path(args.plot, "mask_pixels") if args.plot else None)
 
 
 if __name__ == "__main__":

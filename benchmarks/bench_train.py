@@ -5,19 +5,20 @@ ZeRO reduction and the optimizer, through `vlengine.training.loop.train`. Inputs
 are synthetic batches with VL-BERT's shapes (text + regions with 2048-d
 features); the first half of the steps warms up, the second half is measured.
 MFU counts 6 x trainable non-embedding parameters x tokens per step against the GPU's dense
-bf16/fp16 peak, or on a CPU against the measured fp32 matmul rate of this machine.
+bf16/fp16 peak (``vlengine.hardware``'s datasheet table), or on a CPU against the measured fp32
+matmul rate of this machine.
 
     DS_ACCELERATOR=cpu python benchmarks/bench_train.py                       # tiny models on the CPU
     python benchmarks/bench_train.py --sizes base large --precision bf16 --micro-batch 64 --steps 40   # a GPU
     deepspeed --num_gpus 8 benchmarks/bench_train.py --sizes base --precision bf16 --micro-batch 64  # 8 GPUs
 
-Appends rows to benchmarks/results/train.csv with the git revision and device.
+``--record [DIR]`` appends the rows to DIR/train.csv (default benchmarks/results/) with the git
+revision and device; without it nothing is written. ``--smoke``: one recipe, 2 steps of 2 rows.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import subprocess
@@ -136,9 +137,13 @@ def main() -> None:
     parser.add_argument("--text-len", type=int, default=32)
     parser.add_argument("--regions", type=int, default=36)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--csv", default=os.path.join(ROOT, "benchmarks", "results", "train.csv"))
+    parser.add_argument("--record", nargs="?", const=os.path.join(ROOT, "benchmarks", "results"), default=None,
+                        metavar="DIR", help="append the rows to DIR/train.csv (default benchmarks/results/)")
+    parser.add_argument("--smoke", action="store_true", help="the vlbert recipe, tiny model, 2 steps of 2 rows")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     args = parser.parse_args()
+    if args.smoke:
+        args.recipes, args.sizes, args.steps, args.micro_batch = ["vlbert"], ["tiny"], 2, 2
 
     import torch.distributed as dist
     if args.threads:
@@ -158,15 +163,11 @@ def main() -> None:
         print(f"{row['recipe']:<10} {row['size']:<6} {row['precision']:<5} {row['zero']:>4} {row['micro_batch']:>5} "
               f"{row['samples_per_s']:>10.2f} {row['tokens_per_s']:>10.1f} {100 * row['mfu']:>7.2f}%")
     print(f"device: {stamp['device']}; git {stamp['git']}")
-    os.makedirs(os.path.dirname(args.csv), exist_ok=True)
-    new = not os.path.exists(args.csv)
-    with open(args.csv, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + list(stamp))
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, **stamp})
-    print(f"appended {len(rows)} rows to {args.csv}")
+    if args.record:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _common import append_records
+        path = append_records(os.path.join(args.record, "train.csv"), [{**row, **stamp} for row in rows])
+        print(f"appended {len(rows)} rows to {path}")
 
 
 if __name__ == "__main__":

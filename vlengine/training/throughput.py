@@ -5,7 +5,8 @@ Model FLOPs are counted as the module says (`flops_per_batch`) or, failing
 that, 6 x trainable non-embedding parameters x tokens (forward + backward of every weight
 once per token, the nanoGPT / PaLM convention; recomputation is not counted).
 
-Peaks for GPUs are the vendors' dense fp16/bf16 tensor-core figures. On a CPU
+Peaks for GPUs are the vendors' dense fp16/bf16 tensor-core figures (the table in
+`vlengine.hardware`, shared with the benchmarks' roofline columns). On a CPU
 there is no honest published peak, so the peak is *measured*: the best fp32
 matmul throughput of this process on this machine (a short probe, cached), and
 MFU there means "fraction of what torch.matmul reaches here".
@@ -17,45 +18,19 @@ import time
 
 import torch
 
-# Dense fp16/bf16 tensor-core peaks (TFLOPS), matched against torch.cuda.get_device_name().
-GPU_PEAK_TFLOPS = (
-    ("H200", 989.0),
-    ("H100", 989.0),
-    ("A100", 312.0),
-    ("V100", 125.0),
-)
-
-_cpu_peak_cache: dict[int, float] = {}
-
-
-def measured_cpu_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
-    """Best fp32 matmul FLOP/s of this process on the CPU (measured once, then cached)."""
-    if size in _cpu_peak_cache:
-        return _cpu_peak_cache[size]
-    # A private generator: probing must not advance the global RNG (exact resume depends on it).
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
-    torch.matmul(a, b)  # warm-up: thread pool and allocator
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    _cpu_peak_cache[size] = 2.0 * size**3 / best
-    return _cpu_peak_cache[size]
+from ..hardware import device_peaks, measured_cpu_matmul_flops  # noqa: F401  (re-exported)
 
 
 def peak_flops(device: torch.device, override_tflops: float | None = None) -> tuple[float, str]:
-    """(peak FLOP/s per rank, where the number comes from)."""
+    """(peak FLOP/s per rank, where the number comes from): the device table of `vlengine.hardware`."""
     if override_tflops:
         return override_tflops * 1e12, "config peak_tflops"
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, tflops in GPU_PEAK_TFLOPS:
-            if key in name:
-                return tflops * 1e12, f"{key} dense fp16/bf16 spec"
-        return float("nan"), f"unknown GPU {name!r}: set peak_tflops"
+        peaks = device_peaks(device)
+        peak = peaks.half_precision_flops_per_s
+        if peak != peak:
+            return peak, f"{peaks.source}: set peak_tflops"
+        return peak, f"{peaks.source}, fp16/bf16 tensor"
     return measured_cpu_matmul_flops(), "measured fp32 matmul on this CPU"
 
 
