@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .annotations_cli import ANNOTATION_FORMATS, HELP as ANNOTATION_HELP, add_annotation_arguments, run_annotation_convert
+
 
 def add_convert_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert region features from a published format into a store",
@@ -14,8 +16,10 @@ def add_convert_parser(sub) -> None:
                                    "  vlbert-zip  VL-BERT JSON lines (name.zip@/member paths allowed)\n"
                                    "  lmdb        UNITER-style LMDB (msgpack-numpy or npz values)\n"
                                    "  npz         a directory of per-image .npz files\n"
-                                   "  images      raw images (SRC = image directory) + --boxes JSON lines: a raw-image store")
-    p.add_argument("--from", dest="fmt", required=True, choices=["tsv", "vlbert-zip", "lmdb", "npz", "images"])
+                                   "  images      raw images (SRC = image directory) + --boxes JSON lines: a raw-image store\n"
+                                   + ANNOTATION_HELP)
+    p.add_argument("--from", dest="fmt", required=True,
+                   choices=["tsv", "vlbert-zip", "lmdb", "npz", "images", *ANNOTATION_FORMATS])
     p.add_argument("src", nargs="+", help="source file(s) / database / directory")
     p.add_argument("--out", required=True, help="store directory to create")
     p.add_argument("--captions", help="JSON lines {\"image_id\", \"caption\"} to store with the regions")
@@ -32,6 +36,7 @@ def add_convert_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="ignore an interrupted conversion's partial output")
     p.add_argument("--no-progress", action="store_true")
+    add_annotation_arguments(p)
     p.set_defaults(run=run_convert)
 
 
@@ -67,6 +72,8 @@ def make_source(args):
 
 
 def run_convert(args) -> int:
+    if args.fmt in ANNOTATION_FORMATS:
+        return run_annotation_convert(args)
     from .runner import convert
     source, soft = make_source(args)
     out = convert(source, args.out, feature_dim=args.feature_dim, num_soft_classes=soft, vocab_file=args.vocab,
