@@ -132,3 +132,9 @@ def test_answer_vocab_build_save_load_targets(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="bad.json: not a vlengine-vqa-answers file"):
         AnswerVocab.load(str(tmp_path / "bad.json"))
+
+
+def test_answer_vocab_from_raw_strings():
+    vocab = AnswerVocab.from_strings(["no", "yes", "no", "Red", "red", "no"], min_count=1)
+    assert vocab.answers == ["no", "Red", "red", "yes"] and vocab.counts == [3, 1, 1, 1]  # no normalisation
+    assert AnswerVocab.from_strings(["no", "yes", "no"], min_count=2).answers == ["no"]

@@ -189,6 +189,18 @@ class AnswerVocab:
         kept = sorted(((a, len(q)) for a, q in questions.items() if len(q) >= min_count), key=lambda x: (-x[1], x[0]))
         return cls([a for a, _ in kept], [n for _, n in kept], min_count)
 
+    @classmethod
+    def from_strings(cls, answers: Iterable[str], min_count: int = 1) -> "AnswerVocab":
+        """Answers taken as they are (GQA: its evaluator compares strings exactly, so its
+        classes are the raw answers), kept when given at least ``min_count`` times."""
+        counts: dict[str, int] = defaultdict(int)
+        for i, a in enumerate(answers):
+            if not isinstance(a, str):
+                raise ValueError(f"answer {i} is not a string ({a!r})")
+            counts[a] += 1
+        kept = sorted(((a, n) for a, n in counts.items() if n >= min_count), key=lambda x: (-x[1], x[0]))
+        return cls([a for a, _ in kept], [n for _, n in kept], min_count)
+
     def targets(self, answers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Sparse soft target of one question: (class indices int64, scores float32) of its
         in-vocabulary candidates with a non-zero score; out-of-vocabulary answers are dropped."""
