@@ -53,6 +53,7 @@ def test_answers_that_differ_are_normalised_with_the_prediction():
     ("red, white", "red white"),  # mark next to a space: deleted
     ("red,white", "red white"),   # otherwise: replaced by a space
     ("x-ray", "x ray"), ("what?!", "what  "), ("don't", "don't"),
+    ("x(-y", "x  y"),             # decided on the input: "(" leaves " -" behind, yet "-" is still spaced
     ("." * 40 + "a", "." * 8 + "a"),  # the evaluator's count=re.UNICODE (32) limit on removed periods
 ])
 def test_process_punctuation(text, expected):
@@ -138,3 +139,19 @@ def test_answer_vocab_from_raw_strings():
     vocab = AnswerVocab.from_strings(["no", "yes", "no", "Red", "red", "no"], min_count=1)
     assert vocab.answers == ["no", "Red", "red", "yes"] and vocab.counts == [3, 1, 1, 1]  # no normalisation
     assert AnswerVocab.from_strings(["no", "yes", "no"], min_count=2).answers == ["no"]
+
+
+def test_matches_the_official_evaluators_output():
+    """200 random questions (unanimous and mixed answers drawn from normalisation corners) scored by
+    the official vqaEval.py itself; its output is stored beside this test (see _generated_by)."""
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "vqa_official_cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    predictions = {int(q): a for q, a in cases["predictions"].items()}
+    out = vqa_accuracy(predictions, cases["annotations"])
+    official = cases["official"]
+    assert out["overall"] == official["overall"]
+    assert out["perAnswerType"] == official["perAnswerType"]
+    assert out["perQuestionType"] == official["perQuestionType"]
+    assert {str(q): v for q, v in out["perQuestion"].items()} == official["perQuestion"]
+    assert len(set(official["perQuestion"].values())) >= 5  # the cases cover many accuracy levels

@@ -10,7 +10,6 @@ plain JSON (or JSON lines): nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
 import string
 from typing import Iterator
 
