@@ -196,7 +196,12 @@ def test_cli_converts_and_checks_images_against_a_store(tmp_path, capsys):
     args = ["convert", "--from", "vqa", q, a, "--image-id-template", "COCO_{data_subtype}_{image_id:012d}",
             "--images", store, "--no-progress"]
     assert data_main(args + ["--out", str(tmp_path / "v")]) == 0
-    assert len(open_annotations(str(tmp_path / "v"))) == 3
+    aset = open_annotations(str(tmp_path / "v"))
+    assert len(aset) == 3
+    from vlengine.data.store import open_store
+    assert aset.image_indices(open_store(store)).tolist() == [[0], [0], [1]]
+    with pytest.raises(KeyError, match="record 2 \\(70\\): image 'COCO_val2014_000000000007' is not in the store"):
+        aset.image_indices(open_store(tiny_store(tmp_path / "feats1", ["COCO_val2014_000000000042"])))
     assert data_main(args + ["--out", str(tmp_path / "v")]) == 1          # exists
     assert "already exists" in capsys.readouterr().err
     small = tiny_store(tmp_path / "feats2", ["COCO_val2014_000000000042"])
@@ -210,6 +215,8 @@ def test_cli_converts_and_checks_images_against_a_store(tmp_path, capsys):
     assert data_main(["convert", "--from", "karpathy", path, "--split", "test", "--max-captions-per-image", "5",
                       "--out", str(tmp_path / "k"), "--no-progress"]) == 0
     assert len(open_annotations(str(tmp_path / "k"))) == 10
+    assert data_main(["convert", "--from", "gqa", path, "--vocab", "v.txt", "--out", str(tmp_path / "g")]) == 1
+    assert "--vocab apply to region stores, not to --from gqa" in capsys.readouterr().err
 
 
 def test_annotation_set_integrity(tmp_path):

@@ -94,6 +94,20 @@ class AnnotationSet:
         except KeyError:
             raise KeyError(f"annotation set {self.path}: no record with id {record_id!r}") from None
 
+    def image_indices(self, store) -> np.ndarray:
+        """int64 [n, k]: each record's images as record indices of a region ``store`` (k = 2 for
+        NLVR2, else 1), resolved once so a dataset reads both sides in O(1) per example."""
+        width = max((len(r["images"]) for r in self), default=1)
+        out = np.full((len(self), width), -1, dtype=np.int64)
+        for i, r in enumerate(self):
+            for j, image_id in enumerate(r["images"]):
+                try:
+                    out[i, j] = store.index_of(image_id)
+                except KeyError:
+                    raise KeyError(f"annotation set {self.path}: record {i} ({r['id']}): image {image_id!r} "
+                                   f"is not in the store {store.path}") from None
+        return out
+
     def extra(self, name: str):
         """A task extra (e.g. ``images`` of a retrieval set)."""
         if name not in self.index.get("extras", []):

@@ -51,6 +51,10 @@ def make_annotation_source(args):
 
 def run_annotation_convert(args) -> int:
     from .annotation_base import convert_annotations
+    stray = [flag for flag, value in (("--captions", args.captions), ("--vocab", args.vocab), ("--boxes", args.boxes),
+                                      ("--image-sizes", args.image_sizes)) if value]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} apply to region stores, not to --from {args.fmt}")
     out = convert_annotations(make_annotation_source(args), args.out, images=args.images, overwrite=args.overwrite,
                               progress=not args.no_progress)
     print(f"wrote {out}")
