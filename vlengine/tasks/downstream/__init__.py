@@ -10,6 +10,7 @@
     optimizer   head_lr_param_groups (head learning rate x multiplier)
     evaluation  predict_sharded (every example scored once over ranks, gathered on rank 0 by id),
                 evaluate_retrieval (full ITM ranking and two-stage re-ranking side by side)
+    official    answers_from_classes, official_metrics, write_submission (the task's metric and file)
 """
 
 from .answer_datasets import GqaDataset, VqaDataset
@@ -18,6 +19,7 @@ from .collate import collate_downstream
 from .evaluate import predict_sharded
 from .nlvr2_dataset import Nlvr2Dataset
 from .nlvr2_model import Nlvr2Model
+from .official import answers_from_classes, official_metrics, write_submission
 from .param_groups import head_lr_param_groups
 from .retrieval_dataset import RetrievalDataset
 from .retrieval_eval import evaluate_retrieval
@@ -25,5 +27,5 @@ from .retrieval_model import RetrievalModel
 from .sharding import gather_results, shard_range
 
 __all__ = ["AnswerModel", "GqaDataset", "Nlvr2Dataset", "Nlvr2Model", "RetrievalDataset", "RetrievalModel",
-           "VqaDataset", "collate_downstream", "evaluate_retrieval", "gather_results", "head_lr_param_groups",
-           "predict_sharded", "shard_range"]
+           "VqaDataset", "answers_from_classes", "collate_downstream", "evaluate_retrieval", "gather_results",
+           "head_lr_param_groups", "official_metrics", "predict_sharded", "shard_range", "write_submission"]
