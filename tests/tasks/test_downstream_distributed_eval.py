@@ -12,9 +12,10 @@ import torch.multiprocessing as mp
 
 from vlengine.metrics.vqa import AnswerVocab
 from vlengine.models import VLBert, VLConfig
-from vlengine.tasks.downstream import AnswerModel, VqaDataset, gather_results, predict_sharded, shard_range
+from vlengine.tasks.downstream import (AnswerModel, RetrievalDataset, RetrievalModel, VqaDataset, evaluate_retrieval,
+                                       gather_results, predict_sharded, shard_range)
 
-from downstream_files import region_store, tokenizer, vqa_set
+from downstream_files import karpathy_set, region_store, tokenizer, vqa_set
 
 WORLD = 3
 NUM_QUESTIONS = 10
@@ -37,6 +38,9 @@ def make_inputs(tmp_path):
     questions = [(1000 + q, q % 4, ["What color is the dog?", "Is it raining?", "How many dogs are there?"][q % 3],
                   [VOCAB[q % 5]] * 10) for q in range(NUM_QUESTIONS)]
     vqa_set(tmp_path, questions)
+    captions = ["a red cat.", "two dogs sitting on grass.", "a man riding a horse.", "a blue bird.", "one dog.",
+                "a picture of a cat.", "a horse on grass.", "birds sitting on a man."]
+    karpathy_set(tmp_path, {f"COCO_val2014_{i:012d}.jpg": captions[2 * i:2 * i + 2 - i % 2] for i in range(4)})
     return tok
 
 
@@ -56,6 +60,16 @@ def build(tmp_path):
     return ds, model, scored
 
 
+def build_retrieval(tmp_path):
+    tok = tokenizer(tmp_path)
+    ds = RetrievalDataset(str(tmp_path / "karpathy_set"), str(tmp_path / "store"), tok)
+    torch.manual_seed(1)
+    # visual LayerNorms start at 1, not VL-BERT's 0: a random model then tells images apart (no near-ties
+    # that float rounding of differently sharded batches could flip)
+    config = VLConfig.tiny(vocab_size=tok.vocab_size, visual_ln_init=1.0)
+    return ds, RetrievalModel(VLBert(config), objective="both")
+
+
 def _worker(rank, tmp_path, results):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=rank, world_size=WORLD)
     try:
@@ -63,6 +77,8 @@ def _worker(rank, tmp_path, results):
         merged = predict_sharded(model, ds, batch_size=2)
         results.put(("scored", rank, scored))
         results.put(("merged", rank, merged))
+        ds, model = build_retrieval(tmp_path)
+        results.put(("retrieval", rank, evaluate_retrieval(model, ds, mode="both", k=2, batch_size=3)))
         try:
             gather_results({"dup": rank, f"own-{rank}": rank})
         except RuntimeError as exc:
@@ -97,6 +113,11 @@ def test_three_ranks_score_each_example_once(tmp_path):
     assert set(single) == {1000 + q for q in range(NUM_QUESTIONS)}
     assert "example 'dup' was scored twice" in got[("duplicate", 0)]
     assert got[("duplicate", 1)] is None and got[("duplicate", 2)] is None
+    # retrieval: pairs (full and two-stage) and embeddings sharded over the ranks, the same result on rank 0
+    ds, model = build_retrieval(tmp_path)
+    assert got[("retrieval", 0)] == evaluate_retrieval(model, ds, mode="both", k=2, batch_size=3)
+    assert got[("retrieval", 0)]["full_itm_pairs"] == 6 * 4 and got[("retrieval", 0)]["two_stage_itm_pairs"] <= (6 + 4) * 2
+    assert got[("retrieval", 1)] is None and got[("retrieval", 2)] is None
 
 
 def test_missing_example_is_reported():

@@ -23,7 +23,9 @@ def setup(tmp_path, n_images=6, per_image=2):
             for i, n in enumerate(names)}
     ds = RetrievalDataset(karpathy_set(tmp_path, caps), store, tok)
     torch.manual_seed(0)
-    model = RetrievalModel(VLBert(VLConfig.tiny(vocab_size=tok.vocab_size)), objective="both").eval()
+    # visual LayerNorms start at 1 (VL-BERT's 0 would make a random model blind to the regions)
+    config = VLConfig.tiny(vocab_size=tok.vocab_size, visual_ln_init=1.0)
+    model = RetrievalModel(VLBert(config), objective="both").eval()
     return ds, model
 
 
