@@ -1,14 +1,17 @@
 """The downstream datasets on small files in the official formats (through the converters) and a tiny
 region store: items, targets, collated batches, and the errors a user meets."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 
 from vlengine.data.batch import IGNORE_INDEX
 from vlengine.metrics.vqa import AnswerVocab
-from vlengine.tasks.downstream import (GqaDataset, Nlvr2Dataset, RetrievalDataset, VqaDataset,
-                                       collate_downstream)
+from vlengine.models import VLBert, VLConfig
+from vlengine.tasks.downstream import (AnswerModel, GqaDataset, Nlvr2Dataset, RetrievalDataset, VqaDataset,
+                                       collate_downstream, collate_for)
 
 from downstream_files import gqa_set, karpathy_set, nlvr2_set, region_store, tokenizer, vqa_set
 
@@ -121,3 +124,26 @@ def test_retrieval_captions_and_images(tmp_path):
     assert image["input_ids"].tolist() == [tok.cls_id, tok.sep_id]
     texts = collate_downstream([ds.caption_item(i) for i in range(len(ds))])
     assert texts.region_boxes is None and texts.batch_size == 5
+
+
+def test_question_only_baseline_and_worker_pickling(tmp_path):
+    tok = tokenizer(tmp_path)
+    store = region_store(tmp_path, ["COCO_val2014_000000000042", "COCO_val2014_000000000007"])
+    aset = vqa_set(tmp_path, VQA_QUESTIONS)
+    vocab = AnswerVocab(["red", "blue", "2", "1", "no"])
+    ds = VqaDataset(aset, store, tok, vocab)
+    # DataLoader workers get the dataset pickled: paths, not mapped files
+    clone = pickle.loads(pickle.dumps(ds))
+    for key in ("input_ids", "features", "boxes", "token_type_ids"):
+        np.testing.assert_array_equal(clone[1][key], ds[1][key])
+    collate = pickle.loads(pickle.dumps(collate_for(ds)))
+    with_image = collate([ds[i] for i in range(3)])
+    blind = VqaDataset(aset, store, tok, vocab, with_image=False)
+    batch = collate([blind[i] for i in range(3)])
+    # the same text and targets, no regions: every row is a text-only row
+    assert batch.region_boxes is None and batch.text_only.all() and not with_image.text_only.any()
+    assert torch.equal(batch.input_ids, with_image.input_ids)
+    assert torch.equal(batch.extras["answer_scores"], with_image.extras["answer_scores"])
+    torch.manual_seed(0)
+    model = AnswerModel(VLBert(VLConfig.tiny(vocab_size=tok.vocab_size, region_feature_size=32)), len(vocab))
+    assert model.logits(batch).shape == (3, len(vocab))

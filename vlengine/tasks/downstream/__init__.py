@@ -15,7 +15,7 @@
 
 from .answer_datasets import GqaDataset, VqaDataset
 from .answer_model import AnswerModel
-from .collate import collate_downstream
+from .collate import collate_downstream, collate_for
 from .evaluate import predict_sharded
 from .nlvr2_dataset import Nlvr2Dataset
 from .nlvr2_model import Nlvr2Model
@@ -27,5 +27,5 @@ from .retrieval_model import RetrievalModel
 from .sharding import gather_results, shard_range
 
 __all__ = ["AnswerModel", "GqaDataset", "Nlvr2Dataset", "Nlvr2Model", "RetrievalDataset", "RetrievalModel",
-           "VqaDataset", "answers_from_classes", "collate_downstream", "evaluate_retrieval", "gather_results",
-           "head_lr_param_groups", "official_metrics", "predict_sharded", "shard_range", "write_submission"]
+           "VqaDataset", "answers_from_classes", "collate_downstream", "collate_for", "evaluate_retrieval",
+           "gather_results", "head_lr_param_groups", "official_metrics", "predict_sharded", "shard_range", "write_submission"]

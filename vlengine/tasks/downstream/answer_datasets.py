@@ -26,8 +26,8 @@ class AnswerDataset(AnnotatedImageDataset):
     """Shared by VQA and GQA (see the module doc); ``vocab`` maps answers to classes."""
 
     def __init__(self, annotations, store, tokenizer, vocab: AnswerVocab, answer_slot: bool = True,
-                 max_text_len: int | None = 64, max_regions: int | None = None):
-        super().__init__(annotations, store, tokenizer, max_text_len, max_regions)
+                 max_text_len: int | None = 64, max_regions: int | None = None, with_image: bool = True):
+        super().__init__(annotations, store, tokenizer, max_text_len, max_regions, with_image)
         if len(vocab) == 0:
             raise ValueError("the answer vocabulary is empty")
         self.vocab = vocab

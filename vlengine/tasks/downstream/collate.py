@@ -12,6 +12,8 @@ NLVR2 items hold two sides (``"sides"``): rows 2i and 2i + 1 of the batch are ex
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -60,3 +62,9 @@ def collate_downstream(items: list[dict], pad_id: int = 0, num_answers: int | No
 def label_or_ignore(value) -> int:
     """A bool/int label, or IGNORE_INDEX when the split has none (test files)."""
     return IGNORE_INDEX if value is None else int(value)
+
+
+def collate_for(dataset):
+    """The collate function of ``dataset``: its tokenizer's padding id and answer count (a picklable
+    partial, so DataLoader workers can take it)."""
+    return partial(collate_downstream, pad_id=dataset.tokenizer.pad_id, num_answers=getattr(dataset, "num_answers", None))

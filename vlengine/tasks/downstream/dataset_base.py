@@ -26,12 +26,14 @@ class AnnotatedImageDataset:
         tokenizer: a ``vlengine.data.text.TextEncoder`` whose vocabulary the model was trained with.
         max_text_len: cut texts to this many tokens (pairs: from the longer segment).
         max_regions: keep at most this many boxes per image.
+        with_image: False drops every image (rows become text-only rows, as the text-only corpus's in
+            pretraining): the question-only baseline, trained with the same head.
     """
 
     task = ""
 
     def __init__(self, annotations: AnnotationSet | str, store: Store | str, tokenizer, max_text_len: int | None = 64,
-                 max_regions: int | None = None):
+                 max_regions: int | None = None, with_image: bool = True):
         self.annotations = open_annotations(annotations) if isinstance(annotations, (str, os.PathLike)) else annotations
         if self.annotations.task != self.task:
             raise ValueError(f"annotation set {self.annotations.path} holds task {self.annotations.task!r}, "
@@ -46,6 +48,7 @@ class AnnotatedImageDataset:
         self.tokenizer = tokenizer
         self.max_text_len = max_text_len
         self.max_regions = max_regions
+        self.with_image = with_image
         self.image_index = self.annotations.image_indices(self.store)   # [n, images per record]
 
     def __len__(self) -> int:
@@ -66,5 +69,8 @@ class AnnotatedImageDataset:
 
     def _side(self, encoded, image_column: int, index: int) -> dict:
         item = text_item(encoded)
+        if not self.with_image:
+            item["text_only"] = True
+            return item
         item.update(region_item(self.store, self.image_index[index, image_column], self.max_regions))
         return item

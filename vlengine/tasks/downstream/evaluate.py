@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from .collate import collate_downstream
+from .collate import collate_for
 from .sharding import _world, gather_results, shard_range
 
 
@@ -28,8 +28,7 @@ def predict_sharded(model, dataset, batch_size: int = 64, device="cpu", num_work
     rank, world = _world(group)
     indices = list(shard_range(len(dataset), rank, world))
     if collate is None:
-        num_answers = getattr(dataset, "num_answers", None)
-        collate = lambda items: collate_downstream(items, num_answers=num_answers)
+        collate = collate_for(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate, num_workers=num_workers)
     was_training = model.training
     model.eval()

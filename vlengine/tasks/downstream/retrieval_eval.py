@@ -46,10 +46,11 @@ def _sharded(fn, n: int, group, everywhere: bool):
     return torch.cat([p for p in parts if p.numel()] or parts[:1]) if rank == 0 else None
 
 
-def sides(dataset, pad_id: int = 0) -> tuple[VLBatch, VLBatch]:
+def sides(dataset) -> tuple[VLBatch, VLBatch]:
     """(all captions as one text batch, all images as one region batch), in dataset order.
 
     Held in host memory: e.g. Flickr30K test, 1K images x 36 regions x 2048 float16, is 150 MB."""
+    pad_id = dataset.tokenizer.pad_id
     texts = collate_downstream([dataset.caption_item(i) for i in range(len(dataset))], pad_id)
     images = collate_downstream([dataset.image_item(j) for j in range(dataset.num_images)], pad_id)
     return texts, images
