@@ -53,7 +53,8 @@ def vqa_set(tmp_path, questions):
     if questions[0][3] is not None:
         anns = [{"question_id": qid, "image_id": img, "answer_type": "other", "question_type": "what",
                  "multiple_choice_answer": answers[0],
-                 "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": j + 1} for j, x in enumerate(answers)]}
+                 "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": j + 1}
+                             for j, x in enumerate(answers)]}
                 for qid, img, _, answers in questions]
         a = _write(tmp_path / "v2_mscoco_val2014_annotations.json", {"annotations": anns})
     source = VqaSource(q, a, image_id_template="COCO_{data_subtype}_{image_id:012d}")

@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlengine.data.annotations import open_annotations
 from vlengine.metrics.vqa import AnswerVocab
 from vlengine.models import CSSBert, VLBert, VLConfig
 from vlengine.models.heads import AnswerSlotHead, PooledPairClassifier
@@ -79,6 +78,21 @@ def test_vqa_heads_learn_the_soft_targets(vqa_batch, head):
     assert (scores[torch.arange(4), model.predict(batch)] > 0.5).all()
 
 
+def test_answer_slot_transform_starts_from_the_mlm_head(tmp_path):
+    from vlengine.models.heads import MaskedLMHead
+
+    tok = tokenizer(tmp_path)
+    backbone = tiny_backbone(tok)
+    mlm = MaskedLMHead(backbone.config, backbone.embeddings.word_embeddings)
+    torch.nn.init.normal_(mlm.transform.dense.weight)
+    model = AnswerModel(backbone, 5, head="answer_slot")
+    model.init_transform_from_mlm(mlm)
+    assert torch.equal(model.head.transform.dense.weight, mlm.transform.dense.weight)
+    assert model.head.transform.dense.weight.data_ptr() != mlm.transform.dense.weight.data_ptr()   # a copy
+    with pytest.raises(ValueError, match="only the answer_slot head"):
+        AnswerModel(backbone, 5, head="pooled_mlp").init_transform_from_mlm(mlm)
+
+
 def test_answer_slot_head_needs_the_slot(vqa_batch):
     tok, aset, store, vocab = vqa_batch
     ds = VqaDataset(aset, store, tok, vocab, answer_slot=False)
@@ -111,7 +125,8 @@ def test_nlvr2_pair_head(tmp_path):
     store = region_store(tmp_path, names)
     aset = nlvr2_set(tmp_path, [("dev-1-0-0", "The left image has more birds.", "True"),
                                 ("dev-1-1-0", "The left image has more birds.", "False"),
-                                ("dev-2-0-0", "There are two dogs.", "False"), ("dev-2-1-0", "There are two dogs.", "True")])
+                                ("dev-2-0-0", "There are two dogs.", "False"),
+                                ("dev-2-1-0", "There are two dogs.", "True")])
     ds = Nlvr2Dataset(aset, store, tok)
     batch = collate_downstream([ds[i] for i in range(4)])
     model = Nlvr2Model(tiny_backbone(tok))
@@ -127,7 +142,8 @@ def test_nlvr2_pair_head(tmp_path):
 def retrieval_batch(tmp_path, tok):
     names = [f"{1000 + i}" for i in range(4)]
     store = region_store(tmp_path, names)
-    caps = {f"{n}.jpg": [c] for n, c in zip(names, ["a red cat.", "two dogs.", "a man riding a horse.", "a blue bird."])}
+    texts = ["a red cat.", "two dogs.", "a man riding a horse.", "a blue bird."]
+    caps = {f"{n}.jpg": [c] for n, c in zip(names, texts)}
     caps["1001.jpg"].append("dogs sitting on grass.")      # two captions of one image: never each other's negative
     ds = RetrievalDataset(karpathy_set(tmp_path, caps), store, tok)
     return ds, collate_downstream([ds[i] for i in range(len(ds))])

@@ -28,4 +28,5 @@ from .sharding import gather_results, shard_range
 
 __all__ = ["AnswerModel", "GqaDataset", "Nlvr2Dataset", "Nlvr2Model", "RetrievalDataset", "RetrievalModel",
            "VqaDataset", "answers_from_classes", "collate_downstream", "collate_for", "evaluate_retrieval",
-           "gather_results", "head_lr_param_groups", "official_metrics", "predict_sharded", "shard_range", "write_submission"]
+           "gather_results", "head_lr_param_groups", "official_metrics", "predict_sharded", "shard_range",
+           "write_submission"]

@@ -43,6 +43,13 @@ class AnswerModel(nn.Module):
         self.head = AnswerSlotHead(config, num_answers) if head == "answer_slot" else ImageQAHead(config, num_answers)
         init_bert_weights(self.head, config.initializer_range)
 
+    def init_transform_from_mlm(self, mlm_head: nn.Module) -> None:
+        """Start the answer-slot head's transform from a pretrained MLM head's (VL-BERT's released VQA
+        setting): the slot is a masked token, which that transform was trained to read."""
+        if self.head_kind != "answer_slot":
+            raise ValueError("only the answer_slot head has an MLM transform to initialise")
+        self.head.transform.load_state_dict(mlm_head.transform.state_dict())
+
     @property
     def needs_answer_slot(self) -> bool:
         return self.head_kind == "answer_slot"

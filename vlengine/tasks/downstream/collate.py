@@ -67,4 +67,5 @@ def label_or_ignore(value) -> int:
 def collate_for(dataset):
     """The collate function of ``dataset``: its tokenizer's padding id and answer count (a picklable
     partial, so DataLoader workers can take it)."""
-    return partial(collate_downstream, pad_id=dataset.tokenizer.pad_id, num_answers=getattr(dataset, "num_answers", None))
+    return partial(collate_downstream, pad_id=dataset.tokenizer.pad_id,
+                   num_answers=getattr(dataset, "num_answers", None))

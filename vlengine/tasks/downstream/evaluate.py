@@ -38,7 +38,8 @@ def predict_sharded(model, dataset, batch_size: int = 64, device="cpu", num_work
             predictions = model.predict(cast(batch.to(device))).cpu()
             examples = batch.extras["example_index"]
             if predictions.shape[0] != examples.shape[0]:
-                raise ValueError(f"predict returned {predictions.shape[0]} predictions for {examples.shape[0]} examples")
+                raise ValueError(f"predict returned {predictions.shape[0]} predictions for "
+                                 f"{examples.shape[0]} examples")
             for index, prediction in zip(examples.tolist(), predictions):
                 local[dataset.example_id(index)] = to_result(prediction)
     finally:
