@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vlengine.data.batch import IGNORE_INDEX, VLBatch
-from vlengine.data.loading.collate import collate_items
+from vlengine.data.loading import collate_items
 
 
 def _pad_rows(arrays, fill: int) -> torch.Tensor:
