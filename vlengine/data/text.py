@@ -10,7 +10,9 @@ rows line up for the specials:
   (the embedded corpus ships one generated from its grammar).
 
 Every encoding also returns word ids (index of the whole word each token came
-from, -1 on [CLS]/[SEP]/padding) so masking can mask whole words.
+from, -1 on [CLS]/[SEP]/padding) so masking can mask whole words. Text pairs
+(question + answer slot, sentence A + B) use BERT's pair template
+``[CLS] A [SEP] B [SEP]`` with segment ids 0 then 1 (:meth:`TextEncoder.encode_pair`).
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ def special_tokens_layout() -> list[str]:
 
 @dataclass
 class Encoded:
-    """One encoded text: ``ids`` and ``word_ids`` are int64 arrays of equal length."""
+    """One encoded text: ``ids`` and ``word_ids`` are int64 arrays of equal length;
+    ``segment_ids`` (0 for segment A, 1 for B) only for text pairs."""
     ids: np.ndarray
     word_ids: np.ndarray
+    segment_ids: np.ndarray | None = None
 
 
 class TextEncoder:
@@ -74,7 +78,8 @@ class TextEncoder:
                                                     clean_text=True, handle_chinese_chars=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{CLS} $A {SEP}", special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])])
+            single=f"{CLS} $A {SEP}", pair=f"{CLS}:0 $A:0 {SEP}:0 $B:1 {SEP}:1",
+            special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])])
         tok.decoder = decoders.WordPiece(prefix="##")
         # mark the specials (already in the vocab, so no new ids) so decode can skip them
         # and the normaliser never splits "[MASK]" written in a text
@@ -114,6 +119,39 @@ class TextEncoder:
                 ids = np.concatenate([ids[:max_length - 1], ids[-1:]])
                 words = np.concatenate([words[:max_length - 1], words[-1:]])
             out.append(Encoded(ids, words))
+        return out
+
+    def encode_pair(self, text_a: str, text_b: str, max_length: int | None = None) -> Encoded:
+        """``[CLS] A [SEP] B [SEP]`` with ``segment_ids`` 0 (through the first [SEP]) and 1.
+
+        VL-BERT's VQA input is ``encode_pair(question, "[MASK]")``: the answer slot
+        in segment B. Over ``max_length``, tokens are cut from the end of the longer
+        segment, one at a time (B on a tie: BERT's "longest first"). Word ids of B
+        continue after A's, so no word of B shares an id with a word of A.
+        """
+        return self.encode_pair_batch([(text_a, text_b)], max_length)[0]
+
+    def encode_pair_batch(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> list[Encoded]:
+        if max_length is not None and max_length < 3:
+            raise ValueError(f"max_length must be >= 3 for a pair (room for [CLS] and two [SEP]), got {max_length}")
+        out = []
+        for enc in self._tok.encode_batch([(a, b) for a, b in pairs]):
+            # the template's [CLS]/[SEP] have no sequence id; text tokens (a "[MASK]" written in B
+            # included) have 0 or 1, and A's sit at 1..len(A), its [SEP] right after them
+            seq = enc.sequence_ids
+            a_pos = [i for i, s in enumerate(seq) if s == 0]
+            b_pos = [i for i, s in enumerate(seq) if s == 1]
+            first_sep = len(a_pos) + 1
+            while max_length is not None and len(a_pos) + len(b_pos) + 3 > max_length:
+                (a_pos if len(a_pos) > len(b_pos) else b_pos).pop()
+            keep = [0] + a_pos + [first_sep] + b_pos + [len(enc.ids) - 1]
+            ids = np.asarray(enc.ids, dtype=np.int64)[keep]
+            segments = np.asarray(enc.type_ids, dtype=np.int64)[keep]
+            words = np.asarray([-1 if w is None else w for w in enc.word_ids], dtype=np.int64)
+            a_words = words[a_pos]
+            shift = int(a_words.max()) + 1 if a_words.size else 0
+            words[b_pos] += shift
+            out.append(Encoded(ids, words[keep], segments))
         return out
 
     def encode_plain(self, text: str) -> Encoded:

@@ -2,13 +2,21 @@
 
 Python: ``convert(TsvSource([...]), out_dir, ...)``; command line:
 ``vlengine data convert --from {tsv,vlbert-zip,lmdb,npz} SRC --out STORE``.
+Annotation sources (the downstream tasks' official files) go to annotation sets:
+``convert_annotations(VqaSource(questions, annotations), out_dir)``, or
+``vlengine data convert --from {vqa,gqa,nlvr2,karpathy} SRC --out DIR``.
 """
 
+from .annotation_base import convert_annotations
 from .base import ConversionError, RegionRecord
+from .gqa import GqaSource
+from .karpathy import KarpathySource
+from .nlvr2 import Nlvr2Source
 from .npz_dir import NpzDirSource
 from .runner import convert
 from .tsv import TsvSource
 from .vlbert import VlbertSource
+from .vqa import VqaSource
 
 
 def LmdbSource(*args, **kwargs):
@@ -17,4 +25,5 @@ def LmdbSource(*args, **kwargs):
     return _LmdbSource(*args, **kwargs)
 
 
-__all__ = ["ConversionError", "LmdbSource", "NpzDirSource", "RegionRecord", "TsvSource", "VlbertSource", "convert"]
+__all__ = ["ConversionError", "GqaSource", "KarpathySource", "LmdbSource", "Nlvr2Source", "NpzDirSource", "RegionRecord",
+           "TsvSource", "VlbertSource", "VqaSource", "convert", "convert_annotations"]

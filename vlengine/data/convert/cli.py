@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+from .annotations_cli import ANNOTATION_FORMATS, HELP as ANNOTATION_HELP, add_annotation_arguments, run_annotation_convert
+
 
 def add_convert_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert region features from a published format into a store",
@@ -15,8 +17,10 @@ def add_convert_parser(sub) -> None:
                                    "  vlbert-zip  VL-BERT JSON lines (name.zip@/member paths allowed)\n"
                                    "  lmdb        UNITER-style LMDB (msgpack-numpy or npz values)\n"
                                    "  npz         a directory of per-image .npz files\n"
-                                   "  images      raw images (SRC = image directory) + --boxes JSON lines: a raw-image store")
-    p.add_argument("--from", dest="fmt", required=True, choices=["tsv", "vlbert-zip", "lmdb", "npz", "images"],
+                                   "  images      raw images (SRC = image directory) + --boxes JSON lines: a raw-image store\n"
+                                   + ANNOTATION_HELP)
+    p.add_argument("--from", dest="fmt", required=True,
+                   choices=["tsv", "vlbert-zip", "lmdb", "npz", "images", *ANNOTATION_FORMATS],
                    help="the source format (see above)")
     p.add_argument("src", nargs="+", help="source file(s) / database / directory")
     p.add_argument("--out", required=True, help="store directory to create")
@@ -35,6 +39,7 @@ def add_convert_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--no-resume", action="store_true", help="ignore an interrupted conversion's partial output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_annotation_arguments(p)
     p.set_defaults(run=run_convert)
 
 
@@ -78,6 +83,8 @@ def _check_sources(args) -> None:
 
 
 def run_convert(args) -> int:
+    if args.fmt in ANNOTATION_FORMATS:
+        return run_annotation_convert(args)
     from .runner import convert
     _check_sources(args)
     source, soft = make_source(args)

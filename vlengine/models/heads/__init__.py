@@ -6,19 +6,24 @@
     ITMHead / NSPHead          2-way classifiers on the pooled output (ITM / sentence-image relation; NSP)
     InterBertITMHead           InterBERT's MLP on text [CLS] x mean-pooled image output
     ImageQAHead                image QA over an answer set with soft-score BCE
+    AnswerSlotHead             VL-BERT's VQA readout at the [MASK] answer slot (MLM transform + classifier)
+    PooledPairClassifier       NLVR2: two encodings' pooled outputs concatenated -> MLP -> classes
     ContrastiveProjection      CSS-BERT's sentence / image projections for the contrastive loss op
 """
 
+from .answer_slot import AnswerSlotHead
 from .contrastive import ContrastiveProjection
 from .fused_linear_cross_entropy import fused_linear_cross_entropy
 from .image_qa import ImageQAHead
 from .interbert_itm import InterBertITMHead
 from .mlm import MaskedLMHead
 from .pair_classification import ITMHead, NSPHead
+from .pooled_pair import PooledPairClassifier
 from .region_classification import RegionClassificationHead
 from .region_regression import RegionFeatureRegressionHead
 from .transform import PredictionTransform
 
 __all__ = ["ContrastiveProjection", "ITMHead", "ImageQAHead", "InterBertITMHead", "MaskedLMHead", "NSPHead",
+           "AnswerSlotHead", "PooledPairClassifier",
            "PredictionTransform", "RegionClassificationHead", "RegionFeatureRegressionHead",
            "fused_linear_cross_entropy"]

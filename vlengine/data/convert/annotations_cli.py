@@ -1,0 +1,61 @@
+"""``vlengine data convert --from vqa|gqa|nlvr2|karpathy``: the annotation sources' arguments and run.
+
+SRC per format: ``vqa`` QUESTIONS.json [ANNOTATIONS.json]; ``gqa`` QUESTIONS.json;
+``nlvr2`` one or more JSON-lines files; ``karpathy`` dataset_{flickr30k,coco}.json
+with ``--split``. ``--out`` is the annotation set directory to create.
+"""
+
+from __future__ import annotations
+
+ANNOTATION_FORMATS = ("vqa", "gqa", "nlvr2", "karpathy")
+HELP = ("  vqa         VQA v2 questions JSON [+ annotations JSON]: an annotation set\n"
+        "  gqa         GQA {split}_balanced_questions.json: an annotation set\n"
+        "  nlvr2       NLVR2 JSON lines: an annotation set (two images per example)\n"
+        "  karpathy    Karpathy split JSON (Flickr30K/COCO retrieval) + --split: an annotation set")
+
+
+def add_annotation_arguments(p) -> None:
+    g = p.add_argument_group("annotation sources (vqa, gqa, nlvr2, karpathy)")
+    g.add_argument("--split", help="karpathy: the splits to keep, comma-separated (e.g. test, or train,restval)")
+    g.add_argument("--max-captions-per-image", type=int, default=None,
+                   help="karpathy: keep the first N captions of each image (the field uses 5)")
+    g.add_argument("--image-id-template", default=None,
+                   help="how the region store names an image, e.g. 'COCO_{data_subtype}_{image_id:012d}' for VQA "
+                        "with LXMERT's features (fields: image_id; vqa also data_subtype; karpathy also filename)")
+    g.add_argument("--images", default=None, metavar="STORE",
+                   help="a region store: check that it holds every image the annotations name")
+
+
+def make_annotation_source(args):
+    fmt, src = args.fmt, list(args.src)
+    template = args.image_id_template
+    if fmt == "vqa":
+        from .vqa import VqaSource
+        if len(src) > 2:
+            raise ValueError(f"--from vqa takes QUESTIONS.json [ANNOTATIONS.json], got {len(src)} files")
+        return VqaSource(src[0], src[1] if len(src) == 2 else None, image_id_template=template)
+    if fmt == "nlvr2":
+        from .nlvr2 import Nlvr2Source
+        return Nlvr2Source(src, image_id_template=template)
+    if len(src) != 1:
+        raise ValueError(f"--from {fmt} takes one source file, got {len(src)}")
+    if fmt == "gqa":
+        from .gqa import GqaSource
+        return GqaSource(src[0], image_id_template=template)
+    from .karpathy import KarpathySource
+    if not args.split:
+        raise ValueError("--from karpathy needs --split (e.g. --split test, or --split train,restval)")
+    return KarpathySource(src[0], [s.strip() for s in args.split.split(",") if s.strip()], image_id_template=template,
+                          max_captions=args.max_captions_per_image)
+
+
+def run_annotation_convert(args) -> int:
+    from .annotation_base import convert_annotations
+    stray = [flag for flag, value in (("--captions", args.captions), ("--vocab", args.vocab), ("--boxes", args.boxes),
+                                      ("--image-sizes", args.image_sizes)) if value]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} apply to region stores, not to --from {args.fmt}")
+    out = convert_annotations(make_annotation_source(args), args.out, images=args.images, overwrite=args.overwrite,
+                              progress=not args.no_progress)
+    print(f"wrote {out}")
+    return 0
