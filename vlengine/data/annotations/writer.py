@@ -10,7 +10,8 @@ import shutil
 
 import numpy as np
 
-from ..store.format import fsync_dir, sha256_file, write_json_atomic
+from ...atomic import fsync_dir
+from ..store.format import sha256_file, write_json_atomic
 from .format import ANNOTATION_FORMAT, ANNOTATION_VERSION, OFFSETS_FILE, RECORDS_FILE, TASKS, extra_file
 
 
