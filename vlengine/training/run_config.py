@@ -78,10 +78,10 @@ def write_run_config(path: str, config: dict) -> None:
     """The resolved config as YAML (atomically: a reader sees the old file or the new one)."""
     import yaml
 
-    from .checkpoint import atomic_write_text
+    from vlengine.atomic import write_text
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
+    write_text(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def last_checkpoint(output_dir: str | None) -> str | None:
