@@ -17,6 +17,7 @@ from ._checks import set_value_checks
 from .box_iou_batched import box_iou_batched
 from .contrastive_loss import contrastive_loss
 from .iou_neighbourhood_mask import iou_neighbourhood_mask
+from .linear_cross_entropy import fused_linear_cross_entropy
 from .mask_pixels import mask_pixels
 from .pairwise_similarity import pairwise_similarity
 from .roi_align_masked import roi_align, roi_align_masked
@@ -29,6 +30,7 @@ __all__ = [
     "RegionMaskPreset",
     "box_iou_batched",
     "contrastive_loss",
+    "fused_linear_cross_entropy",
     "iou_neighbourhood_mask",
     "mask_pixels",
     "not_supported_reasons",
