@@ -19,6 +19,7 @@ from .contrastive_loss import contrastive_loss
 from .iou_neighbourhood_mask import iou_neighbourhood_mask
 from .linear_cross_entropy import fused_linear_cross_entropy
 from .mask_pixels import mask_pixels
+from .modules import ContrastiveLoss, MaskPixels, RoIAlign, RoIAlignMasked
 from .pairwise_similarity import pairwise_similarity
 from .roi_align_masked import roi_align, roi_align_masked
 from .sample_region_mask import INTERBERT_PAPER, INTERBERT_RELEASED, RegionMaskPreset, sample_region_mask
@@ -27,7 +28,11 @@ __all__ = [
     "BACKENDS",
     "INTERBERT_PAPER",
     "INTERBERT_RELEASED",
+    "ContrastiveLoss",
+    "MaskPixels",
     "RegionMaskPreset",
+    "RoIAlign",
+    "RoIAlignMasked",
     "box_iou_batched",
     "contrastive_loss",
     "fused_linear_cross_entropy",
