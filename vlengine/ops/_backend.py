@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import warnings
 
 import torch
@@ -139,9 +140,13 @@ def _warn_fallback_once(backend: str, failure: str, op: str | None) -> None:
     if backend in _warned:
         return
     _warned.add(backend)
+    # Point the warning at the caller's line: the first frame outside vlengine.ops.
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("vlengine.ops"):
+        frame, level = frame.f_back, level + 1
     warnings.warn(f"vlengine.ops: the compiled {backend!r} backend cannot be loaded, so {op or 'the op'} and "
                   f"every other op fall back to a slower backend: {failure}. "
-                  "`python -m vlengine.info` shows every backend's state.", RuntimeWarning, stacklevel=5)
+                  "`python -m vlengine.info` shows every backend's state.", RuntimeWarning, stacklevel=level)
 
 
 def not_supported_reasons(device: torch.device | str = "cpu", op: str | None = None) -> dict[str, str | None]:

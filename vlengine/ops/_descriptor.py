@@ -15,8 +15,9 @@ torch.library ops per backend kind, named after ``library_op``:
 
 where ``[...]`` are the family's other ops (a backward op, an in-place form),
 each listed in ``fakes``. An in-place op keeps its trailing underscore last
-(``mask_pixels_`` -> ``mask_pixels_triton_``), PyTorch's naming of in-place ops. A pure-PyTorch op (``library_op=None``) has only its
-reference and is listed for completeness.
+(``mask_pixels_`` -> ``mask_pixels_triton_``), PyTorch's naming of in-place
+ops. A pure-PyTorch op (``library_op=None``) has only its reference and is
+listed for completeness.
 """
 
 from __future__ import annotations
@@ -26,12 +27,6 @@ from typing import Callable, Mapping
 
 import torch
 
-# Where each backend's schema is declared, for the documentation and info.
-SCHEMA_OWNERS = {
-    "cpu": "C++ TORCH_LIBRARY (csrc/ops/<op>.cpp)",
-    "cuda": "C++ TORCH_LIBRARY (csrc/ops/<op>.cpp)",
-    "triton": "torch.library.triton_op (kernels/<op>.py)",
-}
 COMPILED_BACKENDS = ("cpu", "cuda", "triton")
 
 
