@@ -83,14 +83,14 @@ def report() -> str:
             with warnings.catch_warnings():  # the fallback is reported above, not warned here
                 warnings.simplefilter("ignore")
                 chosen = d.select(torch.device(device))
-            lines.append(f"    {d.name:<24} default={chosen}  (vlengine::{d.library_op})")
+            lines.append(f"    {d.name:<26} default={chosen}  (vlengine::{d.library_op})")
             for backend, reason in reasons.items():
                 lines.append(f"      {backend:<10} {'ok' if reason is None else 'no: ' + reason}")
     lines.append("")
     lines.append("pure-PyTorch ops (no compiled backends; they run anywhere torch does)")
     for d in descriptors:
         if not d.compiled:
-            lines.append(f"    {d.name:<24} {d.summary}")
+            lines.append(f"    {d.name:<26} {d.summary}")
     return "\n".join(lines)
 
 
