@@ -1,8 +1,8 @@
 """Triton pixel masking: vlengine::mask_pixels_triton and its in-place form.
 
 One program covers a block of pixels of one (image, channel) plane and reads
-the [N, H, W] byte plane of masked pixels (built by the reference's
-difference-array construction), so out of place the copy and the fill are one
+the [N, H, W] byte plane of masked pixels (built by this package's
+own cell_mask.py), so out of place the copy and the fill are one
 pass over the images; in place only masked pixels are stored.
 """
 
@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from vlengine.ops.reference.masked_cells import masked_cells
+from .cell_mask import masked_cell_plane
 
 _BLOCK = 1024
 
@@ -42,7 +42,7 @@ def _launch(src: torch.Tensor, dst: torch.Tensor, boxes: torch.Tensor, fill: tor
     n, c, h, w = src.shape
     if boxes.shape[0] == 0 and inplace or src.numel() == 0:
         return
-    mask = masked_cells(boxes, n, h, w).to(torch.uint8)
+    mask = masked_cell_plane(boxes, n, h, w)
     fill_c = fill.to(src.dtype).expand(c).contiguous()
     grid = (n * c, triton.cdiv(h * w, _BLOCK))
     wrap_triton(_mask_pixels_kernel)[grid](src, dst, mask, fill_c, c, h, w, *src.stride(), *dst.stride(),

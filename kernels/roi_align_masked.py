@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from vlengine.ops.reference.masked_cells import masked_cells
+from .cell_mask import masked_cell_plane
 
 
 @triton.jit
@@ -150,7 +150,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def _cell_mask(masked_boxes, n, h, w, scale, device):
     if masked_boxes.shape[0] == 0:
         return torch.zeros((1,), dtype=torch.uint8, device=device), False
-    return masked_cells(masked_boxes, n, h, w, scale).to(torch.uint8), True
+    return masked_cell_plane(masked_boxes, n, h, w, scale), True
 
 
 def _block_c(channels: int) -> int:

@@ -43,12 +43,6 @@ GROUND_FLOOR = {"vlengine", "vlengine.batch", "vlengine.atomic", "vlengine.hardw
 # Edges that break the rule today and are being removed on other branches (issue 11). Each entry is
 # (importing module, imported module); the lead deletes an entry once its fix is merged. An entry
 # that no longer occurs fails the test, so the list cannot go stale.
-KNOWN_IN_PROGRESS: set[tuple[str, str]] = {
-    # the Triton path builds its cell mask with the reference oracle; the "ops" branch gives it its
-    # own builder (issue 11 item 2): remove these two after merging it
-    ("vlengine.kernels.mask_pixels", "vlengine.ops.reference.masked_cells"),
-    ("vlengine.kernels.roi_align_masked", "vlengine.ops.reference.masked_cells"),
-}
 
 
 @dataclass(frozen=True)
@@ -191,15 +185,9 @@ def test_dependencies_point_one_way():
     broken = {}
     for imp in ALL_IMPORTS:
         why = violation(imp)
-        if why is not None and (imp.module, imp.target) not in KNOWN_IN_PROGRESS:
+        if why is not None:
             broken.setdefault(_where(imp), why)
     assert not broken, "dependency rule broken:\n" + "\n".join(f"  {w}  ({why})" for w, why in broken.items())
-
-
-def test_known_in_progress_edges_still_exist():
-    """Remove an allowlist entry as soon as its edge is gone (else the list would hide a new break)."""
-    present = {(i.module, i.target) for i in ALL_IMPORTS}
-    assert not KNOWN_IN_PROGRESS - present, f"edges fixed, remove from KNOWN_IN_PROGRESS: {KNOWN_IN_PROGRESS - present}"
 
 
 def test_package_imports_resolve():

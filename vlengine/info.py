@@ -3,18 +3,17 @@
 Like DeepSpeed's ds_report: versions of the stack, the compiled extension and
 how it was built, the CUDA toolkit a rebuild would use, and for each backend
 of each op whether it can run on this machine's devices, with the reason when
-it cannot.
+it cannot. The ops are listed from the registry of op descriptors
+(``vlengine.ops._registry``), so a new op appears here by having a descriptor.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-import pkgutil
+import os
 import platform
 import sys
-
-# Each op's name as its module passes it to _backend.select (the compiled op it needs).
+import warnings
 
 
 def _version(distribution: str) -> str:
@@ -26,26 +25,15 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def _op_names() -> list[str]:
-    import vlengine.ops as ops_pkg
-
-    names = []
-    for module in sorted(pkgutil.iter_modules(ops_pkg.__path__), key=lambda m: m.name):
-        mod = importlib.import_module(f"vlengine.ops.{module.name}")
-        if isinstance(getattr(mod, "_OP", None), str):
-            names.append(mod._OP)
-    return names
-
-
 def report() -> str:
     import torch
 
     from . import __version__, _toolkit
-    from .ops import _backend, _extension
+    from .ops import _backend, _extension, _registry
 
     lines = ["vlengine environment report", "=" * 27]
     lines.append(f"python          {sys.version.split()[0]} ({platform.machine()}, {platform.system()})")
-    lines.append(f"vlengine        {__version__}")
+    lines.append(f"vlengine        {__version__} (imported from {os.path.dirname(os.path.abspath(__file__))})")
     lines.append(f"torch           {torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
                  f"{torch.get_num_threads()} CPU threads)")
     for name in ("triton", "deepspeed", "numpy", "torchvision", "transformers", "tokenizers", "safetensors"):
@@ -66,8 +54,14 @@ def report() -> str:
         lines.append("cuda toolkit    none found (a rebuild makes the CPU extension only)")
 
     ext = _extension.load()
+    shadowed = _extension.shadowed_build()
+    if shadowed is not None:
+        lines.append(f"source checkout {shadowed[0]} has no compiled extension and is imported ahead of the "
+                     f"installed build {shadowed[1]}")
     if ext is None:
-        lines.append(f"vlengine._C     NOT BUILT: {_extension.error()}")
+        lines.append(f"vlengine._C     NOT LOADED: {_extension.error()}")
+        lines.append("                the ops fall back to their pure-PyTorch references (slower); the first "
+                     "call warns once")
     else:
         lines.append(f"vlengine._C     built (CPU kernels, OpenMP {'on' if ext.built_with_openmp() else 'off'})")
     cuda_ext = _extension.load_cuda()
@@ -77,19 +71,26 @@ def report() -> str:
     else:
         lines.append(f"vlengine._C_cuda {'built' if _extension.cuda_built() else 'not built'}: {_extension.cuda_error()}")
 
-    import vlengine.ops  # noqa: F401 - registers every op, Triton ones included, before we look
-
+    descriptors = _registry.descriptors()  # imports vlengine.ops: every op registered, Triton ones included
+    compiled = [d for d in descriptors if d.compiled]
     devices = ["cpu"] + (["cuda"] if gpus else [])
     lines.append("")
     lines.append("backends (ok = usable; otherwise why not)")
     for device in devices:
         lines.append(f"  on {device}:")
-        for op in _op_names():
-            reasons = _backend.not_supported_reasons(device, op)
-            chosen = _backend.select(op, torch.device(device)) if any(r is None for r in reasons.values()) else "-"
-            lines.append(f"    {op:<24} default={chosen}")
+        for d in compiled:
+            reasons = _backend.not_supported_reasons(device, d.name)
+            with warnings.catch_warnings():  # the fallback is reported above, not warned here
+                warnings.simplefilter("ignore")
+                chosen = d.select(torch.device(device))
+            lines.append(f"    {d.name:<26} default={chosen}  (vlengine::{d.library_op})")
             for backend, reason in reasons.items():
                 lines.append(f"      {backend:<10} {'ok' if reason is None else 'no: ' + reason}")
+    lines.append("")
+    lines.append("pure-PyTorch ops (no compiled backends; they run anywhere torch does)")
+    for d in descriptors:
+        if not d.compiled:
+            lines.append(f"    {d.name:<26} {d.summary}")
     return "\n".join(lines)
 
 

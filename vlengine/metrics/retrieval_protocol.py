@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from .retrieval import retrieval_recall
+
 DIRECTIONS = ("text_to_image", "image_to_text")
 
 
@@ -80,21 +82,12 @@ def recall_from_scores(scores: torch.Tensor, text_to_image=None, ks=(1, 5, 10)) 
             "image_to_text": {k: float((image_rank < k).double().mean()) for k in ks}}
 
 
-def _embedding_recall_op():
-    """The tiled recall op, wherever this checkout keeps it (it moves from ops to metrics)."""
-    try:
-        from .retrieval import retrieval_recall
-    except ImportError:
-        from ..ops import retrieval_recall
-    return retrieval_recall
-
-
 def recall_from_embeddings(text: torch.Tensor, image: torch.Tensor, text_to_image=None, ks=(1, 5, 10),
                            normalize: bool = True) -> dict:
     """R@K in [0, 1] of a dual encoder's embeddings (cosine when ``normalize``), never
     materialising the caption x image matrix."""
     owner = _owners(text_to_image, text.shape[0], image.shape[0], text.device)
-    return _embedding_recall_op()(text, image, ks=_check_ks(ks), text_to_image=owner, normalize=normalize)
+    return retrieval_recall(text, image, ks=_check_ks(ks), text_to_image=owner, normalize=normalize)
 
 
 def fold_average(recall_fn: Callable, n_image: int, text_to_image: torch.Tensor, num_folds: int) -> dict:

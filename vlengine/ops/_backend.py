@@ -7,18 +7,23 @@ Every fused op has up to four backends:
     triton     the Triton kernels of vlengine.kernels (sm_80+; on the CPU only
                under Triton's interpreter, TRITON_INTERPRET=1, which is how CI tests them)
 
-Ops call ``select(op, device, backend)``: an explicit ``backend=`` wins (and fails
-loudly if it cannot run); otherwise the fastest usable one for the device.
+Ops call ``select(op, device, backend)`` through their descriptor: an explicit
+``backend=`` wins (and fails loudly if it cannot run); otherwise the fastest
+usable one for the device. When a compiled backend that would have been
+preferred cannot be loaded (not built, stale, built against another torch),
+the first call that falls back says so once with a warning.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
+import warnings
 
 import torch
 
-from . import _extension
+from . import _extension, _registry
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 # Preference when the caller does not choose. Triton is not picked on the CPU:
@@ -45,9 +50,17 @@ def _op_registered(op: str) -> bool:
 
 
 def reason_unavailable(backend: str, device: torch.device, op: str | None = None) -> str | None:
-    """None if ``backend`` can run ``op`` on ``device``; otherwise a sentence saying why not."""
+    """None if ``backend`` can run ``op`` on ``device``; otherwise a sentence saying why not.
+
+    ``op`` is an op's public name or its library op name (see ``_descriptor``).
+    """
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}; choose one of {BACKENDS}"
+    descriptor = _registry.find(op) if op is not None else None
+    if descriptor is not None:
+        if backend not in descriptor.backends:
+            return f"{descriptor.name} is a pure-PyTorch op: it has no {backend} kernels"
+        op = descriptor.library_op
     if backend == "reference":
         return None
     if backend == "triton":
@@ -60,6 +73,8 @@ def reason_unavailable(backend: str, device: torch.device, op: str | None = None
             return "the Triton kernels target sm_80 and newer; this GPU is older"
         if device.type not in ("cpu", "cuda"):
             return f"no Triton kernels for {device.type} tensors"
+        if op is not None and not _registry.triton_registered(op):
+            return _registry.kernel_error(op) or f"no Triton op vlengine::{op}_triton is registered"
         return None
     ext = _extension.load()
     if ext is None:
@@ -73,7 +88,7 @@ def reason_unavailable(backend: str, device: torch.device, op: str | None = None
         if _extension.load_cuda() is None:
             return _extension.cuda_error()
     if op is not None and not _op_registered(op):
-        return f"the compiled extension has no op {op!r}; rebuild it"
+        return f"the compiled extension has no op {op!r} (built from older sources); {_extension.BUILD_HINT}"
     return None
 
 
@@ -85,9 +100,53 @@ def select(op: str, device: torch.device, backend: str | None = None) -> str:
             raise RuntimeError(f"vlengine.ops.{op}: backend {backend!r} cannot run here: {reason}")
         return backend
     for candidate in _PREFERENCE.get(device.type, ("reference",)):
-        if reason_unavailable(candidate, device, op) is None:
+        reason = reason_unavailable(candidate, device, op)
+        if reason is None:
             return candidate
+        failure = load_failure(candidate, device, op)
+        if failure is not None:
+            _warn_fallback_once(candidate, failure, op)
     return "reference"
+
+
+def load_failure(backend: str, device: torch.device, op: str | None = None) -> str | None:
+    """Why a compiled backend that should run on ``device`` could not be loaded, else None.
+
+    Not a load failure: a backend for another device, the CUDA extension on a
+    machine without a GPU, or a pure-PyTorch op. A load failure: the extension
+    is missing or does not import (stale build, another torch), or it lacks the
+    op (built from older sources).
+    """
+    if backend not in ("cpu", "cuda") or device.type != backend:
+        return None
+    descriptor = _registry.find(op) if op is not None else None
+    if descriptor is not None and not descriptor.compiled:
+        return None
+    if _extension.load() is None:
+        return _extension.error()
+    if backend == "cuda" and _extension.load_cuda() is None:
+        return _extension.cuda_error()
+    library_op = descriptor.library_op if descriptor is not None else op
+    if library_op is not None and not _op_registered(library_op):
+        return f"the compiled extension has no op {library_op!r} (built from older sources); " \
+               f"{_extension.BUILD_HINT}"
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _warn_fallback_once(backend: str, failure: str, op: str | None) -> None:
+    if backend in _warned:
+        return
+    _warned.add(backend)
+    # Point the warning at the caller's line: the first frame outside vlengine.ops.
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("vlengine.ops"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"vlengine.ops: the compiled {backend!r} backend cannot be loaded, so {op or 'the op'} and "
+                  f"every other op fall back to a slower backend: {failure}. "
+                  "`python -m vlengine.info` shows every backend's state.", RuntimeWarning, stacklevel=level)
 
 
 def not_supported_reasons(device: torch.device | str = "cpu", op: str | None = None) -> dict[str, str | None]:

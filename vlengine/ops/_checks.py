@@ -10,6 +10,7 @@ read in range.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -92,3 +93,45 @@ def pair(op: str, name: str, value) -> tuple[int, int]:
     if a <= 0 or b <= 0:
         raise ValueError(f"{op}: {name} must be positive, got {value!r}")
     return a, b
+
+
+def check_boxes(op: str, name: str, boxes, valid: torch.Tensor | None = None, *, values: bool = True) -> None:
+    """[B, N, 4] floating (x1, y1, x2, y2) boxes: shape always; finite, x2 >= x1, y2 >= y1 when value checks run.
+
+    With ``valid`` ([B, N] bool), only valid boxes are value-checked: padding may hold anything.
+    """
+    check_tensor(op, name, boxes, ndim=3, floating=True)
+    if boxes.shape[2] != 4:
+        raise ValueError(f"{op}: {name} must be [B, N, 4] (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+    if not values or boxes.numel() == 0 or not value_checks_enabled():
+        return
+    b = boxes.detach()
+    finite = torch.isfinite(b).all(dim=2)
+    inverted = (b[..., 2] < b[..., 0]) | (b[..., 3] < b[..., 1])
+    if valid is not None:
+        finite, inverted = finite | ~valid, inverted & valid
+    if not finite.all():
+        i, j = (int(v) for v in (~finite).nonzero()[0])
+        raise ValueError(f"{op}: {name}[{i}, {j}] has a non-finite value: {b[i, j].tolist()}")
+    if inverted.any():
+        i, j = (int(v) for v in inverted.nonzero()[0])
+        raise ValueError(f"{op}: {name}[{i}, {j}] has x2 < x1 or y2 < y1: {b[i, j].tolist()}")
+
+
+def check_flags(op: str, name: str, flags, boxes: torch.Tensor) -> None:
+    check_tensor(op, name, flags, ndim=2)
+    if flags.dtype != torch.bool:
+        raise TypeError(f"{op}: {name} must be a bool tensor, got {flags.dtype}")
+    if tuple(flags.shape) != tuple(boxes.shape[:2]):
+        raise ValueError(f"{op}: {name} must be [B, N] = {list(boxes.shape[:2])} like boxes, "
+                         f"got shape {tuple(flags.shape)}")
+
+
+def check_threshold(op: str, threshold) -> float:
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: threshold must be a number, got {threshold!r}") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{op}: threshold must be an IoU in [0, 1], got {threshold!r}")
+    return value

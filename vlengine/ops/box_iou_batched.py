@@ -4,40 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from . import _backend, _checks, _extension, reference
-from ._registration import register_autograd_once, register_fake_once
+from . import _checks, reference
+from ._checks import check_boxes
+from ._descriptor import Autograd, OpDescriptor
+from ._registry import register
 from .reference.box_iou import box_iou_batched_backward
 
-_extension.load()
-try:  # the Triton kernels register vlengine::box_iou_batched_triton
-    from vlengine.kernels import box_iou_batched as _triton_kernels  # noqa: F401
-except ImportError:
-    _triton_kernels = None
-
 _OP = "box_iou_batched"
-
-
-def check_boxes(op: str, name: str, boxes, valid: torch.Tensor | None = None, *, values: bool = True) -> None:
-    """[B, N, 4] floating (x1, y1, x2, y2) boxes: shape always; finite, x2 >= x1, y2 >= y1 when value checks run.
-
-    With ``valid`` ([B, N] bool), only valid boxes are value-checked: padding may hold anything.
-    """
-    _checks.check_tensor(op, name, boxes, ndim=3, floating=True)
-    if boxes.shape[2] != 4:
-        raise ValueError(f"{op}: {name} must be [B, N, 4] (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
-    if not values or boxes.numel() == 0 or not _checks.value_checks_enabled():
-        return
-    b = boxes.detach()
-    finite = torch.isfinite(b).all(dim=2)
-    inverted = (b[..., 2] < b[..., 0]) | (b[..., 3] < b[..., 1])
-    if valid is not None:
-        finite, inverted = finite | ~valid, inverted & valid
-    if not finite.all():
-        i, j = (int(v) for v in (~finite).nonzero()[0])
-        raise ValueError(f"{op}: {name}[{i}, {j}] has a non-finite value: {b[i, j].tolist()}")
-    if inverted.any():
-        i, j = (int(v) for v in inverted.nonzero()[0])
-        raise ValueError(f"{op}: {name}[{i}, {j}] has x2 < x1 or y2 < y1: {b[i, j].tolist()}")
 
 
 def box_iou_batched(boxes1: torch.Tensor, boxes2: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
@@ -69,14 +42,13 @@ def box_iou_batched(boxes1: torch.Tensor, boxes2: torch.Tensor, *, backend: str 
     check_boxes(op, "boxes1", boxes1)
     check_boxes(op, "boxes2", boxes2)
 
-    chosen = _backend.select(_OP, boxes1.device, backend)
+    chosen = DESCRIPTOR.select(boxes1.device, backend)
     if chosen == "reference":
         return reference.box_iou_batched(boxes1, boxes2)
-    fn = torch.ops.vlengine.box_iou_batched_triton if chosen == "triton" else torch.ops.vlengine.box_iou_batched
-    return fn(boxes1, boxes2)
+    return DESCRIPTOR.op(chosen)(boxes1, boxes2)
 
 
-# ---- torch.library registration: fake kernels and autograd for each compiled backend ----
+# ---- the descriptor: fake kernel and autograd of vlengine::box_iou_batched[_triton] ----
 
 def _fake(boxes1, boxes2):
     return boxes1.new_empty((boxes1.shape[0], boxes1.shape[1], boxes2.shape[1]))
@@ -86,11 +58,18 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 
 
-def _backward(ctx, grad):
+def _backward(ops, ctx, grad):
+    # Closed-form PyTorch for every backend: the forward's cost is in the pairs, not the formula.
     boxes1, boxes2 = ctx.saved_tensors
     return box_iou_batched_backward(grad, boxes1, boxes2)
 
 
-for _suffix in ("", "_triton"):
-    register_fake_once(f"vlengine::box_iou_batched{_suffix}", _fake)
-    register_autograd_once(f"vlengine::box_iou_batched{_suffix}", _backward, _setup_context)
+DESCRIPTOR = register(OpDescriptor(
+    name="box_iou_batched",
+    summary="IoU of every pair of boxes per image (zero union gives 0, not NaN)",
+    reference=reference.box_iou_batched,
+    library_op="box_iou_batched",
+    fakes={"box_iou_batched": _fake},
+    autograd={"box_iou_batched": Autograd(_setup_context, _backward)},
+    kernel_module="vlengine.kernels.box_iou_batched",
+))

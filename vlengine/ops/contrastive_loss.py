@@ -12,16 +12,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from . import _backend, _checks, _extension, reference
-from ._registration import register_autograd_once, register_fake_once
+from . import _checks, reference
+from ._descriptor import Autograd, OpDescriptor
+from ._registry import register
 
-_extension.load()
-try:  # the Triton kernels register vlengine::contrastive_loss_stats_triton
-    from vlengine.kernels import contrastive_loss as _triton_kernels  # noqa: F401
-except ImportError:
-    _triton_kernels = None
-
-_OP = "contrastive_loss_stats"
 KINDS = ("infonce", "pwcl")
 REDUCTIONS = ("mean", "sum", "none")
 _CHECK_ROWS = 4096  # rows per chunk of the finiteness check
@@ -85,7 +79,7 @@ def contrastive_loss(text: torch.Tensor, image: torch.Tensor, temperature, kind:
     if kind == "pwcl" and total < 2:
         raise ValueError(f"{op}: kind='pwcl' needs at least 2 pairs (its denominator sums over i != j), got {total}")
     scale = _scale(op, temperature, text)
-    chosen = _backend.select(_OP, text.device, backend)
+    chosen = DESCRIPTOR.select(text.device, backend)
 
     if group is None:
         columns, offset = image, 0
@@ -183,8 +177,7 @@ def _stats(chosen: str, text, image, scale, offset: int, normalize: bool, exclud
            with_columns: bool):
     if chosen == "reference":
         return reference.contrastive_loss_stats(text, image, scale, offset, normalize, exclude_diagonal, with_columns)
-    name = "contrastive_loss_stats_triton" if chosen == "triton" else "contrastive_loss_stats"
-    return getattr(torch.ops.vlengine, name)(text, image, scale, offset, normalize, exclude_diagonal, with_columns)
+    return DESCRIPTOR.op(chosen)(text, image, scale, offset, normalize, exclude_diagonal, with_columns)
 
 
 # ---- the collectives, each with the gradient its use here needs ----
@@ -254,7 +247,7 @@ class _AllReduceSum(torch.autograd.Function):
         return grad, None
 
 
-# ---- torch.library registration: fake kernels and autograd for each compiled backend ----
+# ---- the descriptor: fake kernels and autograd of vlengine::contrastive_loss_stats[_triton] ----
 
 def _acc_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
@@ -279,23 +272,23 @@ def _setup_context(ctx, inputs, output):
     ctx.params = (offset, normalize, exclude_diagonal, with_columns)
 
 
-def _make_backward(backward_op):
-    def backward(ctx, grad_row, grad_col, grad_diag):
-        text, image, scale, row_lse, col_lse = ctx.saved_tensors
-        grads = [g if g is not None else torch.zeros_like(t)
-                 for g, t in ((grad_row, row_lse), (grad_col, col_lse), (grad_diag, row_lse))]
-        grad_text, grad_image, grad_scale = backward_op()(*grads, text, image, scale, row_lse, col_lse, *ctx.params)
-        return grad_text, grad_image, grad_scale, None, None, None, None
-    return backward
+def _backward(ops, ctx, grad_row, grad_col, grad_diag):
+    text, image, scale, row_lse, col_lse = ctx.saved_tensors
+    grads = [g if g is not None else torch.zeros_like(t)
+             for g, t in ((grad_row, row_lse), (grad_col, col_lse), (grad_diag, row_lse))]
+    grad_text, grad_image, grad_scale = ops.contrastive_loss_stats_backward(
+        *grads, text, image, scale, row_lse, col_lse, *ctx.params)
+    return grad_text, grad_image, grad_scale, None, None, None, None
 
 
-for _suffix in ("", "_triton"):
-    _fwd, _bwd = f"vlengine::contrastive_loss_stats{_suffix}", f"vlengine::contrastive_loss_stats_backward{_suffix}"
-    if not _suffix:  # triton_op derives its fake kernels from the Python launcher
-        register_fake_once(_fwd, _fake_stats)
-        register_fake_once(_bwd, _fake_stats_backward)
-    register_autograd_once(
-        _fwd,
-        _make_backward(lambda name=_bwd.split("::")[1]: getattr(torch.ops.vlengine, name)),
-        _setup_context,
-    )
+# The Triton op gets the same explicit fakes as the C++ op: without them triton_op would trace
+# its launcher as the fake, which under Triton's CPU interpreter tries to run the kernels.
+DESCRIPTOR = register(OpDescriptor(
+    name="contrastive_loss",
+    summary="InfoNCE / CSS-BERT PwCL over the batch from tiled statistics, no B x B matrix",
+    reference=reference.contrastive_loss,
+    library_op="contrastive_loss_stats",
+    fakes={"contrastive_loss_stats": _fake_stats, "contrastive_loss_stats_backward": _fake_stats_backward},
+    autograd={"contrastive_loss_stats": Autograd(_setup_context, _backward)},
+    kernel_module="vlengine.kernels.contrastive_loss",
+))

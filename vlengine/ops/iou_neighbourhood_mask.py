@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from . import _backend, _checks, _extension, reference
-from ._registration import register_fake_once
-from .box_iou_batched import check_boxes
-
-_extension.load()
-try:  # the Triton kernels register vlengine::iou_neighbourhood_mask_triton
-    from vlengine.kernels import iou_neighbourhood_mask as _triton_kernels  # noqa: F401
-except ImportError:
-    _triton_kernels = None
+from . import _checks, reference
+from ._checks import check_boxes, check_flags, check_threshold
+from ._descriptor import OpDescriptor
+from ._registry import register
 
 _OP = "iou_neighbourhood_mask"
-
-
-def check_flags(op: str, name: str, flags, boxes: torch.Tensor) -> None:
-    _checks.check_tensor(op, name, flags, ndim=2)
-    if flags.dtype != torch.bool:
-        raise TypeError(f"{op}: {name} must be a bool tensor, got {flags.dtype}")
-    if tuple(flags.shape) != tuple(boxes.shape[:2]):
-        raise ValueError(f"{op}: {name} must be [B, N] = {list(boxes.shape[:2])} like boxes, "
-                         f"got shape {tuple(flags.shape)}")
-
-
-def check_threshold(op: str, threshold) -> float:
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: threshold must be a number, got {threshold!r}") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{op}: threshold must be an IoU in [0, 1], got {threshold!r}")
-    return value
 
 
 def iou_neighbourhood_mask(boxes: torch.Tensor, valid: torch.Tensor, anchors: torch.Tensor,
@@ -72,19 +46,24 @@ def iou_neighbourhood_mask(boxes: torch.Tensor, valid: torch.Tensor, anchors: to
     check_boxes(op, "boxes", boxes, valid)
     threshold, inclusive = check_threshold(op, threshold), bool(inclusive)
 
-    chosen = _backend.select(_OP, boxes.device, backend)
+    chosen = DESCRIPTOR.select(boxes.device, backend)
     if chosen == "reference":
         return reference.iou_neighbourhood_mask(boxes, valid, anchors, threshold, inclusive)
-    fn = (torch.ops.vlengine.iou_neighbourhood_mask_triton if chosen == "triton"
-          else torch.ops.vlengine.iou_neighbourhood_mask)
-    return fn(boxes, valid, anchors, threshold, inclusive)
+    return DESCRIPTOR.op(chosen)(boxes, valid, anchors, threshold, inclusive)
 
 
-# ---- torch.library registration: fake kernels (the output is bool: nothing to differentiate) ----
+# ---- the descriptor: the fake kernel of vlengine::iou_neighbourhood_mask[_triton] (bool output: no autograd) ----
 
 def _fake(boxes, valid, anchors, threshold, inclusive):
     return valid.new_empty(valid.shape)
 
 
-for _suffix in ("", "_triton"):
-    register_fake_once(f"vlengine::iou_neighbourhood_mask{_suffix}", _fake)
+DESCRIPTOR = register(OpDescriptor(
+    name="iou_neighbourhood_mask",
+    summary="InterBERT's IoU-neighbourhood region masking, no B x N x N tensor",
+    reference=reference.iou_neighbourhood_mask,
+    library_op="iou_neighbourhood_mask",
+    fakes={"iou_neighbourhood_mask": _fake},
+    kernel_module="vlengine.kernels.iou_neighbourhood_mask",
+    public=("iou_neighbourhood_mask", "sample_region_mask"),
+))

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _backend, _checks, _extension, reference
-from ._registration import register_autograd_once, register_fake_once
-
-_extension.load()
-try:  # the Triton kernels register vlengine::mask_pixels_triton
-    from vlengine.kernels import mask_pixels as _triton_kernels  # noqa: F401
-except ImportError:
-    _triton_kernels = None
-
-_OP = "mask_pixels"
+from . import _checks, reference
+from ._descriptor import Autograd, OpDescriptor
+from ._registry import register
 
 
 def _fill_tensor(op: str, fill, images: torch.Tensor) -> torch.Tensor:
@@ -55,19 +48,18 @@ def mask_pixels(images: torch.Tensor, boxes, fill=0.0, inplace: bool = False, *,
     _checks.check_rois(op, "boxes", boxes, images.shape[0])
     fill = _fill_tensor(op, fill, images)
 
-    chosen = _backend.select(_OP, images.device, backend)
+    chosen = DESCRIPTOR.select(images.device, backend)
     if chosen == "reference":
         return reference.mask_pixels(images, boxes, fill, inplace=inplace)
-    name = "mask_pixels_triton" if chosen == "triton" else "mask_pixels"
     if inplace and not (images.requires_grad and torch.is_grad_enabled()):
-        getattr(torch.ops.vlengine, name + "_")(images, boxes, fill)
+        DESCRIPTOR.op(chosen, "mask_pixels_")(images, boxes, fill)
         return images
-    out = getattr(torch.ops.vlengine, name)(images, boxes, fill)
+    out = DESCRIPTOR.op(chosen)(images, boxes, fill)
     # In place on a tensor autograd tracks: copy_ records the gradient path.
     return images.copy_(out) if inplace else out
 
 
-# ---- torch.library registration ----
+# ---- the descriptor: fake kernels and autograd of vlengine::mask_pixels[_triton] ----
 
 def _fake(images, boxes, fill):
     return torch.empty_like(images)
@@ -81,18 +73,19 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(inputs[1])
 
 
-def _make_backward(forward_op):
-    def backward(ctx, grad):
-        (boxes,) = ctx.saved_tensors
-        # The filled pixels no longer depend on the input: their gradient is zero.
-        zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
-        return forward_op()(grad, boxes, zero), None, None
-    return backward
+def _backward(ops, ctx, grad):
+    (boxes,) = ctx.saved_tensors
+    # The filled pixels no longer depend on the input: their gradient is zero.
+    zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
+    return ops.mask_pixels(grad, boxes, zero), None, None
 
 
-for _suffix in ("", "_triton"):
-    _name = f"mask_pixels{_suffix}"
-    register_fake_once(f"vlengine::{_name}", _fake)
-    register_fake_once(f"vlengine::{_name}_", _fake_inplace)
-    register_autograd_once(f"vlengine::{_name}", _make_backward(lambda n=_name: getattr(torch.ops.vlengine, n)),
-                           _setup_context)
+DESCRIPTOR = register(OpDescriptor(
+    name="mask_pixels",
+    summary="VL-BERT's pixel masking of boxes, a whole batch in one pass",
+    reference=reference.mask_pixels,
+    library_op="mask_pixels",
+    fakes={"mask_pixels": _fake, "mask_pixels_": _fake_inplace},
+    autograd={"mask_pixels": Autograd(_setup_context, _backward)},
+    kernel_module="vlengine.kernels.mask_pixels",
+))

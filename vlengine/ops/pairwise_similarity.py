@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from ._descriptor import OpDescriptor
+from ._registry import register
 
 
 def pairwise_similarity(text: torch.Tensor, image: torch.Tensor, scale: float = 1.0, *,
@@ -14,7 +16,7 @@ def pairwise_similarity(text: torch.Tensor, image: torch.Tensor, scale: float = 
 
     For inspection, small batches and tests: it holds B_t x B_v values. The
     losses and the retrieval metrics never build it (see
-    ``vlengine.ops.contrastive_loss`` and ``vlengine.ops.retrieval_recall``).
+    ``vlengine.ops.contrastive_loss`` and ``vlengine.metrics.retrieval_recall``).
 
     Args:
         text: [B_t, d] sentence embeddings.
@@ -42,3 +44,10 @@ def pairwise_similarity(text: torch.Tensor, image: torch.Tensor, scale: float = 
     if normalize:
         t, v = F.normalize(t, dim=1), F.normalize(v, dim=1)
     return (scale * (t @ v.T)).to(text.dtype)
+
+
+DESCRIPTOR = register(OpDescriptor(
+    name="pairwise_similarity",
+    summary="the dense B_t x B_v similarity matrix (pure PyTorch, for small batches and inspection)",
+    reference=pairwise_similarity,
+))

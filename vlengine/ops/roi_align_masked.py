@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _backend, _checks, _extension, reference
-from ._registration import register_autograd_once, register_fake_once
-
-_extension.load()
-try:  # the Triton kernels register vlengine::roi_align_masked_triton
-    from vlengine.kernels import roi_align_masked as _triton_kernels  # noqa: F401
-except ImportError:
-    _triton_kernels = None
-
-_OP = "roi_align_masked"
+from . import _checks, reference
+from ._descriptor import Autograd, OpDescriptor
+from ._registry import register
 
 
 def roi_align_masked(input: torch.Tensor, rois, masked_boxes, output_size, spatial_scale: float = 1.0,
@@ -59,11 +52,10 @@ def roi_align_masked(input: torch.Tensor, rois, masked_boxes, output_size, spati
     if not spatial_scale > 0:
         raise ValueError(f"{op}: spatial_scale must be positive, got {spatial_scale}")
 
-    chosen = _backend.select(_OP, input.device, backend)
+    chosen = DESCRIPTOR.select(input.device, backend)
     if chosen == "reference":
         return reference.roi_align_masked(input, rois, masked_boxes, (ph, pw), spatial_scale, sampling_ratio, aligned)
-    fn = torch.ops.vlengine.roi_align_masked_triton if chosen == "triton" else torch.ops.vlengine.roi_align_masked
-    return fn(input, rois, masked_boxes, spatial_scale, ph, pw, sampling_ratio, aligned)
+    return DESCRIPTOR.op(chosen)(input, rois, masked_boxes, spatial_scale, ph, pw, sampling_ratio, aligned)
 
 
 def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
@@ -80,7 +72,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     return roi_align_masked(input, rois, no_masks, output_size, spatial_scale, sampling_ratio, aligned, backend=backend)
 
 
-# ---- torch.library registration: fake kernels and autograd for each compiled backend ----
+# ---- the descriptor: fake kernels and autograd of vlengine::roi_align_masked[_triton] ----
 
 def _fake_forward(input, rois, masked_boxes, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
@@ -97,21 +89,21 @@ def _setup_context(ctx, inputs, output):
     ctx.params = (spatial_scale, ph, pw, *input.shape, sampling_ratio, aligned)
 
 
-def _make_backward(backward_op):
-    def backward(ctx, grad):
-        rois, masked_boxes = ctx.saved_tensors
-        scale, ph, pw, n, c, h, w, sampling_ratio, aligned = ctx.params
-        grad_input = backward_op()(grad, rois, masked_boxes, scale, ph, pw, n, c, h, w, sampling_ratio, aligned)
-        return grad_input, None, None, None, None, None, None, None
-    return backward
+def _backward(ops, ctx, grad):
+    rois, masked_boxes = ctx.saved_tensors
+    scale, ph, pw, n, c, h, w, sampling_ratio, aligned = ctx.params
+    grad_input = ops.roi_align_masked_backward(grad, rois, masked_boxes, scale, ph, pw, n, c, h, w,
+                                               sampling_ratio, aligned)
+    return grad_input, None, None, None, None, None, None, None
 
 
-for _suffix in ("", "_triton"):
-    _fwd, _bwd = f"vlengine::roi_align_masked{_suffix}", f"vlengine::roi_align_masked_backward{_suffix}"
-    register_fake_once(_fwd, _fake_forward)
-    register_fake_once(_bwd, _fake_backward)
-    register_autograd_once(
-        _fwd,
-        _make_backward(lambda name=_bwd.split("::")[1]: getattr(torch.ops.vlengine, name)),
-        _setup_context,
-    )
+DESCRIPTOR = register(OpDescriptor(
+    name="roi_align_masked",
+    summary="RoIAlign with VL-BERT's pixel masking in one pass (and a torchvision-compatible roi_align)",
+    reference=reference.roi_align_masked,
+    library_op="roi_align_masked",
+    fakes={"roi_align_masked": _fake_forward, "roi_align_masked_backward": _fake_backward},
+    autograd={"roi_align_masked": Autograd(_setup_context, _backward)},
+    kernel_module="vlengine.kernels.roi_align_masked",
+    public=("roi_align_masked", "roi_align"),
+))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
-from .box_iou_batched import check_boxes
-from .iou_neighbourhood_mask import check_flags, check_threshold, iou_neighbourhood_mask
+from ._checks import check_boxes, check_flags, check_threshold
+from .iou_neighbourhood_mask import iou_neighbourhood_mask
 
 
 @dataclass(frozen=True)

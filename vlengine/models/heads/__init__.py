@@ -11,9 +11,10 @@
     ContrastiveProjection      CSS-BERT's sentence / image projections for the contrastive loss op
 """
 
+from vlengine.ops.linear_cross_entropy import fused_linear_cross_entropy
+
 from .answer_slot import AnswerSlotHead
 from .contrastive import ContrastiveProjection
-from .fused_linear_cross_entropy import fused_linear_cross_entropy
 from .image_qa import ImageQAHead
 from .interbert_itm import InterBertITMHead
 from .mlm import MaskedLMHead

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlengine.ops.linear_cross_entropy import fused_linear_cross_entropy
+
 from ..config import VLConfig
-from .fused_linear_cross_entropy import fused_linear_cross_entropy
 from .selection import check_class_range, labelled_rows, zero_loss
 from .transform import PredictionTransform
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _checks
+from vlengine.ops import _checks
 
 # 2048 x 2048 float32 scores = 16 MiB per tile.
 _TILE = 2048

@@ -1,10 +1,10 @@
-"""vlengine.ops.retrieval_recall against a dense argsort ranking."""
+"""vlengine.metrics.retrieval_recall against a dense argsort ranking."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import vlengine.ops as ops
+import vlengine.metrics as metrics
 
 
 def dense_recall(text, image, owner, ks):
@@ -34,13 +34,13 @@ def make_set(gen, n_image, per_image, d, noise=1.5):
 def test_matches_dense_ranking(n_image, per_image, d, tile, rng):
     text, image, owner = make_set(rng, n_image, per_image, d)
     ks = (1, 5, 10)
-    got = ops.retrieval_recall(text, image, ks, tile=tile)
+    got = metrics.retrieval_recall(text, image, ks, tile=tile)
     t2i, i2t = dense_recall(text, image, owner, ks)
     assert got["text_to_image"] == pytest.approx(t2i, abs=1e-12)
     assert got["image_to_text"] == pytest.approx(i2t, abs=1e-12)
     # The same set through an explicit, shuffled caption -> image index.
     perm = torch.randperm(text.shape[0], generator=rng)
-    shuffled = ops.retrieval_recall(text[perm], image, ks, text_to_image=owner[perm], tile=tile)
+    shuffled = metrics.retrieval_recall(text[perm], image, ks, text_to_image=owner[perm], tile=tile)
     assert shuffled == got
 
 
@@ -48,7 +48,7 @@ def test_images_without_captions_are_candidates_only(rng):
     text, image, owner = make_set(rng, 12, 2, 8)
     distractors = torch.randn(30, 8, generator=rng, dtype=torch.float64)
     pool = torch.cat([image, distractors])
-    got = ops.retrieval_recall(text, pool, (1, 3), text_to_image=owner, tile=9)
+    got = metrics.retrieval_recall(text, pool, (1, 3), text_to_image=owner, tile=9)
     t2i, i2t = dense_recall(text, pool, owner, (1, 3))
     assert got["text_to_image"] == pytest.approx(t2i, abs=1e-12)
     assert got["image_to_text"] == pytest.approx(i2t, abs=1e-12)
@@ -58,7 +58,7 @@ def test_flickr30k_size_float32():
     """1k images x 5k captions with well-separated pairs: every query finds its match first."""
     gen = torch.Generator().manual_seed(0)
     text, image, _ = make_set(gen, 1000, 5, 64, noise=0.2)
-    got = ops.retrieval_recall(text.float(), image.float(), (1, 5, 10))
+    got = metrics.retrieval_recall(text.float(), image.float(), (1, 5, 10))
     assert got["text_to_image"] == {1: 1.0, 5: 1.0, 10: 1.0}
     assert got["image_to_text"] == {1: 1.0, 5: 1.0, 10: 1.0}
 
@@ -66,20 +66,20 @@ def test_flickr30k_size_float32():
 def test_bad_input():
     t, v = torch.randn(6, 4), torch.randn(3, 4)
     with pytest.raises(ValueError, match="embedding size"):
-        ops.retrieval_recall(t, torch.randn(3, 5))
+        metrics.retrieval_recall(t, torch.randn(3, 5))
     with pytest.raises(ValueError, match="m captions per image"):
-        ops.retrieval_recall(torch.randn(7, 4), v)
+        metrics.retrieval_recall(torch.randn(7, 4), v)
     with pytest.raises(ValueError, match=r"text_to_image\[1\] = 3"):
-        ops.retrieval_recall(t, v, text_to_image=torch.tensor([0, 3, 1, 1, 2, 2]))
+        metrics.retrieval_recall(t, v, text_to_image=torch.tensor([0, 3, 1, 1, 2, 2]))
     with pytest.raises(ValueError, match="one entry per caption"):
-        ops.retrieval_recall(t, v, text_to_image=torch.tensor([0, 1]))
+        metrics.retrieval_recall(t, v, text_to_image=torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="integer"):
-        ops.retrieval_recall(t, v, text_to_image=torch.zeros(6))
+        metrics.retrieval_recall(t, v, text_to_image=torch.zeros(6))
     with pytest.raises(ValueError, match="positive ints"):
-        ops.retrieval_recall(t, v, ks=(0, 5))
+        metrics.retrieval_recall(t, v, ks=(0, 5))
     with pytest.raises(ValueError, match="at least one"):
-        ops.retrieval_recall(t[:0], v)
+        metrics.retrieval_recall(t[:0], v)
     bad = t.clone()
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="text has a non-finite"):
-        ops.retrieval_recall(bad, v)
+        metrics.retrieval_recall(bad, v)
