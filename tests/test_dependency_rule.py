@@ -40,11 +40,6 @@ LAYERS = {
 # vlengine/_config.py, ...) belong here too. The ground floor itself imports no layer.
 GROUND_FLOOR = {"vlengine", "vlengine.batch", "vlengine.atomic", "vlengine.hardware"}
 
-# Edges that break the rule today and are being removed on other branches (issue 11). Each entry is
-# (importing module, imported module); the lead deletes an entry once its fix is merged. An entry
-# that no longer occurs fails the test, so the list cannot go stale.
-
-
 @dataclass(frozen=True)
 class Import:
     module: str       # the importing module, e.g. vlengine.models.vlbert
@@ -173,7 +168,6 @@ def test_sources_are_found():
     # the scanner sees imports inside functions, relative ones, and import_module calls
     assert ("vlengine.training.recipes", "vlengine.tasks.vlbert") in edges          # lazy, in a function
     assert ("vlengine.models.vlbert", "vlengine.models.validation") in edges        # from . import validation
-    assert ("vlengine.ops._extension", "vlengine._C") in edges                      # importlib.import_module
 
 
 def test_every_part_has_a_layer():
