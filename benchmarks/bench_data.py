@@ -43,7 +43,7 @@ from _common import device_name, git_revision  # noqa: E402
 from vlengine.data.convert import TsvSource, convert  # noqa: E402
 from vlengine.data.convert.tsv import FIELDS, parse_tsv_line, write_tsv_line  # noqa: E402
 from vlengine.data.loading import collate_items, make_pretrain_loader  # noqa: E402
-from vlengine.data.store import StoreWriter, open_store  # noqa: E402
+from vlengine.data.store import open_store  # noqa: E402
 from vlengine.data.text import load_tokenizer, write_vocab  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "data.csv")

@@ -8,10 +8,18 @@ so it is set here, before the tests import vlengine.
 """
 
 import os
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 import torch
+
+# `python -m pytest` puts the checkout root on sys.path, where the top-level kernels/ folder
+# (installed as vlengine.kernels) would shadow the PyPI package `kernels` that transformers
+# imports; vlengine itself is installed, so the root is not needed on the path.
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT]
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -50,7 +50,6 @@ def test_structure_and_grounding(small_corpus):
         ix = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
         iy = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
         overlapping += int(((ix > 0) & (iy > 0)).sum() > len(b))
-        scene_words = {(S.COLOUR_NAMES[_attrs(l)[1]], S.SHAPES[_attrs(l)[0]]) for l in labels[1:]}
     for j in range(0, len(store.captions), 7):
         cap = store.caption(j)
         rec = store.image(cap["image_index"])

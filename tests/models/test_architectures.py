@@ -5,7 +5,7 @@ import torch
 
 from vlengine.models import CSSBert, InterBert, SemVLP, VLBert, VLConfig
 from vlengine.models.encoder import Encoder
-from vlengine.models.heads import (ContrastiveProjection, ImageQAHead, InterBertITMHead, ITMHead, MaskedLMHead,
+from vlengine.models.heads import (ImageQAHead, InterBertITMHead, ITMHead, MaskedLMHead,
                                    NSPHead, RegionClassificationHead, RegionFeatureRegressionHead)
 
 

@@ -11,7 +11,6 @@ limit raised for 1 MB lines and is slower).
 
 from __future__ import annotations
 
-import sys
 from typing import Iterator
 
 import numpy as np

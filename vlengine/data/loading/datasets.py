@@ -8,7 +8,7 @@ resumed run and a fresh run see the same items, whatever the worker count.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 

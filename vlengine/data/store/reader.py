@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .format import (CAPTIONS, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, REGIONS, SHARD_MANIFEST, VOCAB_FILE,
+from .format import (CAPTIONS, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, REGIONS, VOCAB_FILE,
                      Column, StoreFormatError, read_json, sha256_file)
 
 
