@@ -17,6 +17,10 @@ import sys
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+# The build backend puts the checkout on sys.path, where the top-level kernels/ folder (installed
+# as vlengine.kernels) shadows the PyPI package `kernels` (a transformers dependency), whose
+# egg_info entry point setuptools then fails to load. Nothing here is imported from the checkout.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != ROOT]
 
 
 def _load_toolkit_module():
