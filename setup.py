@@ -63,7 +63,8 @@ def _cuda_extra_includes():
 def extensions():
     """vlengine._C (schemas + CPU kernels) always; vlengine._C_cuda (CUDA kernels) when a toolkit is found."""
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
-    cxx_flags = ["-O3", "-fopenmp", CXX_STD]
+    # -g0 last: Python's own CFLAGS carry -g, and debug info is ~22 MB of the ~24 MB module.
+    cxx_flags = ["-O3", "-fopenmp", CXX_STD, "-g0"]
     cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
     exts = [CppExtension("vlengine._C", cpu_sources, include_dirs=include_dirs,
                          extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"])]

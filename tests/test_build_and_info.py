@@ -10,7 +10,8 @@ from vlengine import _toolkit
 
 def test_arch_list_follows_the_toolkit():
     assert "7.0" not in _toolkit.default_arch_list((13, 0))        # CUDA 13 cannot target Volta
-    assert _toolkit.default_arch_list((13, 0)) == ["8.0", "9.0+PTX"]
+    # sm_75 (the oldest CUDA 13 target) is built so that an sm_80-only instruction fails the build
+    assert _toolkit.default_arch_list((13, 0)) == ["7.5", "8.0", "9.0+PTX"]
     assert "7.0" in _toolkit.default_arch_list((12, 4))            # V100 users build with 12.x
     assert "9.0+PTX" in _toolkit.default_arch_list((12, 4))
 

@@ -87,7 +87,9 @@ def default_arch_list(version: tuple[int, int]) -> list[str]:
     lets the driver JIT for later GPUs.
     """
     if version >= (13, 0):
-        return ["8.0", "9.0+PTX"]
+        # sm_75 is the oldest target CUDA 13 has: building it catches an instruction that
+        # needs sm_80 (bf16 atomics and conversions, cp.async) at compile time.
+        return ["7.5", "8.0", "9.0+PTX"]
     if version >= (11, 8):
         return ["7.0", "8.0", "9.0+PTX"]
     if version >= (11, 0):
