@@ -22,6 +22,8 @@ import time
 import pytest
 import torch
 
+from vlengine.training.plots import read_metrics
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KILL_ON_SAVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_on_save.py")
 TOTAL_STEPS = 6
@@ -102,7 +104,8 @@ def _results(out: str, output: str) -> dict:
     with open(os.path.join(out, "eval.json")) as f:
         summary = json.load(f)
     return {"eval": summary["eval"], "final_step": summary["final_step"], "train": _train_lines(output),
-            "weights": load_file(os.path.join(out, "model_fp32.safetensors"))}
+            "weights": load_file(os.path.join(out, "model_fp32.safetensors")), "metrics": read_metrics(out),
+            "plots": sorted(os.listdir(os.path.join(out, "plots")))}
 
 
 def _latest(out: str) -> str | None:
@@ -119,6 +122,10 @@ def _assert_same_run(resumed: dict, reference: dict, resumed_from: int) -> None:
     for step in range(resumed_from + 1, TOTAL_STEPS + 1):                 # bit-exact as printed, step by step
         assert resumed["train"][step] == reference["train"][step], step
     assert resumed["eval"] == reference["eval"]                           # exactly, not approximately
+    # metrics.jsonl holds the killed run's lines and the resumed run's: the last line per step wins
+    assert resumed["metrics"]["train/loss"] == reference["metrics"]["train/loss"]
+    assert [s for s, _ in resumed["metrics"]["train/loss"]] == list(range(1, TOTAL_STEPS + 1))
+    assert "train_loss.png" in resumed["plots"] and resumed["plots"] == reference["plots"]
     assert resumed["weights"].keys() == reference["weights"].keys()
     for name, tensor in reference["weights"].items():
         assert torch.equal(resumed["weights"][name], tensor), name

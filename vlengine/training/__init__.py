@@ -19,7 +19,8 @@ Pieces, one per file:
     checkpoint.py       crash-safe save (temp tag, manifest, atomic `latest`), load, fp32 safetensors export
     rng.py              RNG states of torch / numpy / python for exact resume
     throughput.py       samples/s, tokens/s, MFU (GPU spec peaks; measured matmul peak on a CPU)
-    monitor.py          tqdm bar, console lines, TensorBoard scalars
+    monitor.py          tqdm bar, console lines, TensorBoard scalars, metrics.jsonl
+    plots.py            PNG curves from metrics.jsonl (`vlengine plot`, and the end of every run)
     main_eval.py        the held-out evaluation that ends a run (vlengine.tasks.grounding_eval)
     cli.py              `vlengine pretrain [--config FILE] [--set k=v] ...` and `vlengine pretrain export`
 

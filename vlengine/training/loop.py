@@ -174,7 +174,8 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     peak, peak_source = peak_flops(engine.device, settings.peak_tflops)
     meter = ThroughputMeter(world, peak)
     tb_dir = os.path.join(settings.output_dir, "tensorboard") if settings.output_dir and settings.tensorboard else None
-    monitor = Monitor(settings.total_steps, start_step, tb_dir, enabled=rank == 0, progress=settings.progress)
+    monitor = Monitor(settings.total_steps, start_step, tb_dir, enabled=rank == 0, progress=settings.progress,
+                      run_dir=settings.output_dir or None)
     monitor.print(f"pretraining: {n_params / 1e6:.2f}M trainable parameters, {world} rank(s), "
                   f"micro-batch {engine.train_micro_batch_size_per_gpu()} x accumulation {accum} "
                   f"= {engine.train_batch_size()} samples/step, {dtype}, ZeRO stage {engine.zero_optimization_stage()}, "

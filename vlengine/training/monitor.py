@@ -1,4 +1,5 @@
-"""What a run shows while it trains: a tqdm bar, console lines and TensorBoard scalars.
+"""What a run shows while it trains: a tqdm bar, console lines, TensorBoard scalars, and
+the metrics log its PNG curves are drawn from (vlengine.training.plots).
 
 Only rank 0 reports (every rank holds the same averaged metrics). Scalars are
 grouped as TensorBoard tags: `loss/<name>`, `acc/<name>`, `speed/...`,
@@ -12,6 +13,10 @@ import os
 import sys
 
 from tqdm.auto import tqdm
+
+from vlengine._config import UserError
+
+from .plots import COUNTERS, METRICS_FILE, PLOTS_DIR, append_metrics, plot_runs
 
 
 def _tag(name: str) -> str:
@@ -47,11 +52,14 @@ class Monitor:
         tensorboard_dir: event files go here (None: no TensorBoard).
         enabled: False on ranks other than 0.
         progress: show the tqdm bar (off when stderr is not a terminal and `progress` is "auto").
+        run_dir: the run's output folder: every log line goes to its metrics.jsonl, and `close`
+            draws the curves under run_dir/plots (None: neither).
     """
 
     def __init__(self, total_steps: int, start_step: int = 0, tensorboard_dir: str | None = None,
-                 enabled: bool = True, progress: bool | str = "auto"):
+                 enabled: bool = True, progress: bool | str = "auto", run_dir: str | None = None):
         self.enabled = enabled
+        self.run_dir = run_dir
         self.writer = None
         self.bar = None
         if not enabled:
@@ -75,9 +83,11 @@ class Monitor:
         if not self.enabled:
             return
         self.print(f"[{prefix}] step {step} {format_metrics(values)}")
+        if self.run_dir:
+            append_metrics(os.path.join(self.run_dir, METRICS_FILE), prefix, step, values)
         if self.writer is not None:
             for name, value in values.items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
+                if isinstance(value, (int, float)) and math.isfinite(value) and name not in COUNTERS:
                     self.writer.add_scalar(f"{prefix}/{_tag(name)}", value, step)
             self.writer.flush()
 
@@ -94,3 +104,11 @@ class Monitor:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+        if self.enabled and self.run_dir and os.path.isfile(os.path.join(self.run_dir, METRICS_FILE)):
+            out = os.path.join(self.run_dir, PLOTS_DIR)
+            try:
+                written = plot_runs([self.run_dir], out)
+            except UserError as exc:  # no matplotlib: the run's results stand without pictures
+                print(f"plots skipped: {exc}", flush=True)
+            else:
+                print(f"{len(written)} plot(s) of this run in {out} (redraw: vlengine plot {self.run_dir})", flush=True)
