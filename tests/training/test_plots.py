@@ -85,3 +85,12 @@ def test_vlengine_plot_on_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "no metrics.jsonl" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_console_lines_are_compact():
+    from vlengine.training.monitor import format_metrics
+
+    line = format_metrics({"loss": 2.345678, "samples_per_s": 1234.5678, "lr": 1e-4, "mfu": 0.0123456,
+                           "loss_scale": 1.0, "skipped_steps": 0.0})
+    assert line == "loss=2.346 samples_per_s=1235 lr=1.000e-04 mfu=0.01235"
+    assert format_metrics({"loss_scale": 65536.0, "skipped_steps": 2.0}) == "loss_scale=6.554e+04 skipped_steps=2"

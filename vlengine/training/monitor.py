@@ -31,13 +31,21 @@ def _tag(name: str) -> str:
     return f"optim/{name}"
 
 
+# Values a console line leaves out while they say nothing (TensorBoard and metrics.jsonl keep them):
+# no skipped steps, and a loss scale of 1 (BF16/FP32 runs do not scale).
+_QUIET_WHEN = {"skipped_steps": 0.0, "loss_scale": 1.0}
+
+
 def format_metrics(values: dict[str, float]) -> str:
+    """A compact console line: 4 significant digits, nothing that only says 'nothing happened'."""
     parts = []
     for name, value in values.items():
-        if isinstance(value, float) and (abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3)):
+        if name in _QUIET_WHEN and value == _QUIET_WHEN[name]:
+            continue
+        if isinstance(value, float) and (abs(value) >= 1e5 or (value != 0 and abs(value) < 1e-3)):
             parts.append(f"{name}={value:.3e}")
         elif isinstance(value, float):
-            parts.append(f"{name}={value:.4f}")
+            parts.append(f"{name}={value:.4g}")
         else:
             parts.append(f"{name}={value}")
     return " ".join(parts)
