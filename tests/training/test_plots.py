@@ -51,10 +51,11 @@ def test_monitor_logs_every_line_and_draws_the_curves_at_close(tmp_path):
     monitor = Monitor(total_steps=4, tensorboard_dir=None, progress=False, run_dir=run)
     for step in range(1, 5):
         monitor.log(step, {"loss": 5.0 / step, "mlm_acc": 0.1 * step})
+    monitor.log(2, {"region_acc": 0.4, "final_only": 1.0}, prefix="eval")
     monitor.log(4, {"region_acc": 0.6}, prefix="eval")
     monitor.close()
     with open(os.path.join(run, METRICS_FILE)) as f:
-        assert len(f.readlines()) == 5
+        assert len(f.readlines()) == 6
     plots = sorted(os.listdir(os.path.join(run, "plots")))
     assert plots == ["eval_region_acc.png", "train_loss.png", "train_mlm_acc.png"]
     for name in plots:

@@ -60,7 +60,10 @@ def read_metrics(run_dir: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
 
 
 def plot_runs(run_dirs: list[str], out_dir: str) -> list[str]:
-    """One PNG per metric under out_dir, each with a line per run; returns the files written."""
+    """One PNG per metric under out_dir, each with a line per run; returns the files written.
+
+    A metric with one point in every run (a run's single final evaluation) is a number, not a
+    curve: it stays in metrics.jsonl and eval.json and gets no picture."""
     try:
         import matplotlib
         matplotlib.use("Agg")  # files only: no display on a training node
@@ -68,7 +71,7 @@ def plot_runs(run_dirs: list[str], out_dir: str) -> list[str]:
     except ImportError:
         raise UserError("plots need matplotlib: install the [plot] extra") from None
     runs = {os.path.basename(os.path.normpath(d)) or d: read_metrics(d) for d in run_dirs}
-    names = sorted({name for series in runs.values() for name in series})
+    names = sorted({name for series in runs.values() for name, points in series.items() if len(points) > 1})
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for name in names:
