@@ -48,6 +48,7 @@ def test_a_corrupt_line_in_the_middle_names_the_file_and_line(tmp_path):
 def test_monitor_logs_every_line_and_draws_the_curves_at_close(tmp_path):
     run = str(tmp_path / "run")
     os.makedirs(run)
+    append_metrics(os.path.join(run, METRICS_FILE), "train", 9, {"loss": 1.0})   # an older run's, same folder
     monitor = Monitor(total_steps=4, tensorboard_dir=None, progress=False, run_dir=run)
     for step in range(1, 5):
         monitor.log(step, {"loss": 5.0 / step, "mlm_acc": 0.1 * step})

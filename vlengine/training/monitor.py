@@ -72,6 +72,11 @@ class Monitor:
         self.bar = None
         if not enabled:
             return
+        if run_dir and start_step == 0:
+            # A run that starts from step 0 (--no-resume into an old folder) owns its metrics log.
+            metrics = os.path.join(run_dir, METRICS_FILE)
+            if os.path.exists(metrics):
+                os.remove(metrics)
         if tensorboard_dir:
             from torch.utils.tensorboard import SummaryWriter
             os.makedirs(tensorboard_dir, exist_ok=True)
