@@ -80,6 +80,9 @@ def _check_sources(args) -> None:
         path = src.split("@", 1)[0] if args.fmt == "vlbert-zip" else src
         if not os.path.exists(path):
             raise ValueError(f"--from {args.fmt}: {path} does not exist")
+        if args.fmt in ("tsv", "vlbert-zip") and os.path.isdir(path):  # these read files, not folders
+            kind = ".tsv files" if args.fmt == "tsv" else "a .zip file (ZIP@member/dir)"
+            raise ValueError(f"--from {args.fmt}: {path} is a folder; pass {kind}, e.g. {os.path.join(path, '*')}")
 
 
 def run_convert(args) -> int:
