@@ -330,4 +330,7 @@ def test_cpu_memory_is_linear_in_the_batch():
                          env=dict(os.environ, PYTHONPATH=root))
     assert out.returncode == 0, out.stderr[-2000:]
     extra = json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
-    assert extra < 64 * 2 ** 20, f"peak beyond inputs and gradients: {extra / 2 ** 20:.0f} MiB"
+    # The peak is sampled from RSS: on the shared 2-core CI machine it varied from 16 to 72 MiB between
+    # runs (allocator and sampling noise). Half of one B x B matrix still tells the tiled kernel from a
+    # materialised one, which needs the 256 MiB logits and as much again for their gradient.
+    assert extra < 128 * 2 ** 20, f"peak beyond inputs and gradients: {extra / 2 ** 20:.0f} MiB"
