@@ -155,6 +155,7 @@ def test_data_convert_on_a_folder_without_input_files(tmp_path):
     (tmp_path / "empty").mkdir()
     one_line_error(["data", "convert", "--from", "npz", str(tmp_path / "empty"), "--out", str(tmp_path / "store")],
                    tmp_path, "no input records", "empty", fast=False)
+    assert not (tmp_path / "store").exists()
 
 
 def test_data_convert_given_a_folder_where_it_reads_files(tmp_path):

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from vlengine._config import UserError
 
-from .plots import COUNTERS, METRICS_FILE, PLOTS_DIR, append_metrics, plot_runs
+from .plots import COUNTERS, METRICS_FILE, PLOTS_DIR, SPEED_METRICS, append_metrics, plot_runs
 
 
 def _tag(name: str) -> str:
@@ -26,7 +26,7 @@ def _tag(name: str) -> str:
         return f"loss/{name}"
     if name.startswith("acc") or name.endswith("_acc"):
         return f"acc/{name}"
-    if name in ("samples_per_s", "tokens_per_s", "mfu", "step_time_s"):
+    if name in SPEED_METRICS:
         return f"speed/{name}"
     return f"optim/{name}"
 

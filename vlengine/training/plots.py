@@ -18,10 +18,12 @@ from vlengine._config import UserError
 
 METRICS_FILE = "metrics.jsonl"
 PLOTS_DIR = "plots"
+# The kinds of logged values (vlengine.training.monitor tags TensorBoard scalars with them too).
 # Counters are totals, not curves (TensorBoard does not get them either).
 COUNTERS = ("skipped_steps",)
+SPEED_METRICS = ("samples_per_s", "tokens_per_s", "mfu")  # vlengine.training.throughput's report
 # Speed and optimizer bookkeeping: what a reader compares between runs is the losses and accuracies.
-_SKIPPED = COUNTERS + ("samples_per_s", "tokens_per_s", "mfu", "step_time_s", "lr", "loss_scale", "grad_norm")
+_SKIPPED = COUNTERS + SPEED_METRICS + ("lr", "loss_scale")
 
 
 def append_metrics(path: str, split: str, step: int, values: dict) -> None:
@@ -33,7 +35,7 @@ def append_metrics(path: str, split: str, step: int, values: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def read_metrics(run_dir: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+def read_metrics(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     """{"train/loss": [(step, value), ...], "eval/...": ...} of one run, last record per (split, step)."""
     path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.isfile(path):
