@@ -8,6 +8,9 @@ commands:
   data info STORE                         a store's record counts, columns and attributes
   pretrain [--config FILE] [--set K=V]    pretraining on DeepSpeed (default: the shipped main job)
   pretrain export CHECKPOINTS OUT         the fp32 weights of a checkpoint as one safetensors file
+  finetune [--task T] [--init CKPT] [--config FILE]   fine-tuning: vqa, gqa, nlvr2, retrieval (default: the
+                                          embedded corpus's questions beside a question-only baseline)
+  evaluate --checkpoint CKPT [--split SET] a fine-tuned model's official metric and submission file
   plot RUN_DIR [RUN_DIR ...]              PNG curves of a run's losses and metrics (several runs side by side)
 
 options:
@@ -28,6 +31,8 @@ _SUBCOMMANDS = {
     "info": "vlengine.info",
     "data": "vlengine.data.cli",
     "pretrain": "vlengine.training.cli",
+    "finetune": "vlengine.training.finetune_cli",
+    "evaluate": "vlengine.training.evaluate_cli",
     "plot": "vlengine.training.plot_cli",
 }
 

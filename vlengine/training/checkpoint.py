@@ -25,6 +25,7 @@ from vlengine.atomic import atomic_path, fsync_dir, fsync_path, write_text
 MANIFEST = "vlengine_manifest.json"
 LATEST = "latest"
 PARTIAL_PREFIX = ".partial-"
+MODEL_STATES = "mp_rank_00_model_states.pt"  # DeepSpeed's module + client state (every ZeRO stage writes it)
 
 
 def tag_for_step(step: int) -> str:
@@ -137,12 +138,15 @@ def load_checkpoint(engine, save_dir: str, tag: str | None = None) -> dict | Non
     return client_state
 
 
-def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None) -> dict[str, tuple]:
+def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None,
+                            metadata: dict[str, str] | None = None) -> dict[str, tuple]:
     """Write the fp32 weights of a checkpoint (any ZeRO stage, any precision) to one safetensors file.
 
     ZeRO keeps the fp32 master weights partitioned in the optimizer states;
     DeepSpeed's own `zero_to_fp32` reassembles them. Without ZeRO the module
-    state in `mp_rank_00_model_states.pt` is the full model. Returns name -> shape.
+    state in `mp_rank_00_model_states.pt` is the full model. The header gets
+    `metadata`, by default the `export_metadata` the run kept in the checkpoint
+    (architecture and model config: vlengine.models.export). Returns name -> shape.
     """
     from safetensors.torch import save_file
 
@@ -155,9 +159,14 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
         if any("zero_pp_rank" in name and name.endswith("optim_states.pt") for name in os.listdir(folder)):
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
             state = get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
+            model_states = None
         else:
-            model_file = os.path.join(folder, "mp_rank_00_model_states.pt")
-            state = torch.load(model_file, map_location="cpu", weights_only=True)["module"]
+            model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
+            state = model_states["module"]
+        if metadata is None:
+            if model_states is None:  # ZeRO: the client state is in the (small) model-states file too
+                model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
+            metadata = model_states.get("export_metadata") or {}
     # safetensors refuses tensors that share storage (tied embeddings): give each its own copy.
     tensors = {name: t.detach().to(torch.float32).contiguous().clone()
                for name, t in state.items() if torch.is_tensor(t) and t.is_floating_point()}
@@ -165,5 +174,5 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
                     for name, t in state.items() if torch.is_tensor(t) and not t.is_floating_point()})
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with atomic_path(out_path) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt", "source": folder})
+        save_file(tensors, tmp, metadata={"format": "pt", **metadata, "source": folder})
     return {name: tuple(t.shape) for name, t in tensors.items()}

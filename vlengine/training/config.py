@@ -95,36 +95,8 @@ class PretrainConfig:
         return cls.from_dict(values, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
 
     def with_overrides(self, assignments: list[str]) -> "PretrainConfig":
-        """Apply `section.key=value` overrides (values parsed as YAML: 100, 1e-4, true, [1, 2]).
-
-        Each one is checked as it is applied, so an error names the `--set` that caused it.
-        """
-        import yaml
-
-        cfg = self
-        for item in assignments:
-            source = f"--set {item}"
-            if "=" not in item:
-                raise ConfigError(f"{source}: not of the form section.key=value (e.g. --set train.lr=1e-4)")
-            path, raw = item.split("=", 1)
-            keys = path.split(".")
-            values = cfg.to_dict()
-            target = values
-            for depth, key in enumerate(keys[:-1]):
-                if depth == 0 and key not in SECTIONS:
-                    raise ConfigError(unknown_key_message(key, SECTIONS, source, ""))
-                if not isinstance(target.get(key, {}), dict):
-                    raise ConfigError(f"{source}: {'.'.join(keys[:depth + 1])} is not a section")
-                target = target.setdefault(key, {})
-            try:
-                target[keys[-1]] = yaml.safe_load(raw)
-            except yaml.YAMLError as err:
-                raise ConfigError(f"{source}: the value does not parse as YAML ({one_line(err)})") from None
-            notes = cfg.notes
-            cfg = PretrainConfig.from_dict(values, base_dir=os.getcwd(), source=source)
-            cfg.notes = notes + cfg.notes
-            cfg.source = self.source
-        return cfg
+        """Apply `section.key=value` overrides (values parsed as YAML: 100, 1e-4, true, [1, 2])."""
+        return apply_overrides(self, assignments, SECTIONS)
 
     def check_before_run(self) -> None:
         """What a run needs and a file alone cannot show: the folders it names exist, DeepSpeed settings are there."""
@@ -146,6 +118,37 @@ class PretrainConfig:
     def to_yaml(self) -> str:
         import yaml
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def apply_overrides(cfg, assignments: list[str], sections: tuple[str, ...]):
+    """`cfg` (a config class with to_dict / from_dict(values, base_dir, source) / notes / source) with
+    `section.key=value` overrides applied, values parsed as YAML. Each one is checked as it is applied,
+    so an error names the `--set` that caused it; a top-level key (`--set init=PATH`) is allowed too."""
+    import yaml
+
+    for item in assignments:
+        source = f"--set {item}"
+        if "=" not in item:
+            raise ConfigError(f"{source}: not of the form section.key=value (e.g. --set train.lr=1e-4)")
+        path, raw = item.split("=", 1)
+        keys = path.split(".")
+        if keys[0] not in sections:
+            raise ConfigError(unknown_key_message(keys[0], sections, source, ""))
+        values = cfg.to_dict()
+        target = values
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(target.get(key, {}), dict):
+                raise ConfigError(f"{source}: {'.'.join(keys[:depth + 1])} is not a section")
+            target = target.setdefault(key, {})
+        try:
+            target[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source}: the value does not parse as YAML ({one_line(err)})") from None
+        notes, origin = cfg.notes, cfg.source
+        cfg = type(cfg).from_dict(values, base_dir=os.getcwd(), source=source)
+        cfg.notes = notes + cfg.notes
+        cfg.source = origin
+    return cfg
 
 
 def _section(cls, mapping, source: str, name: str):

@@ -123,9 +123,12 @@ def compute_dtype(ds_config: dict) -> torch.dtype:
 
 
 def build_engine(module: torch.nn.Module, ds_config: dict, *, lr: float, weight_decay: float,
-                 betas: tuple[float, float], eps: float, warmup_steps: int, total_steps: int):
+                 betas: tuple[float, float], eps: float, warmup_steps: int, total_steps: int,
+                 groups: list[dict] | None = None):
     """deepspeed.initialize with AdamW and warm-up/linear-decay unless the DeepSpeed config names its own.
 
+    `groups`: the optimizer's parameter groups (each may carry its own "lr", e.g. a fine-tuning head's
+    multiplier; the schedule scales every group's own rate); default `param_groups(module, weight_decay)`.
     Returns the engine (its .optimizer and .lr_scheduler are DeepSpeed's wrappers).
     """
     import deepspeed
@@ -135,7 +138,7 @@ def build_engine(module: torch.nn.Module, ds_config: dict, *, lr: float, weight_
     optimizer = scheduler = None
     if "optimizer" not in config:
         use_fused = torch.cuda.is_available()
-        optimizer = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,
+        optimizer = torch.optim.AdamW(groups or param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,
                                       fused=use_fused or None)
         # torch's AdamW is not on DeepSpeed's list of "tested" ZeRO optimizers, but ZeRO only
         # needs a torch.optim.Optimizer over the flat fp32 partitions, which AdamW is.

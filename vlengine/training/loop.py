@@ -123,7 +123,8 @@ class _StepLosses:
 
 
 def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSettings, mixer: TaskMixer,
-          evaluate: Callable | None = None, run_config: dict | None = None) -> TrainResult:
+          evaluate: Callable | None = None, run_config: dict | None = None, *, groups: list[dict] | None = None,
+          export_metadata: dict[str, str] | None = None, what: str = "pretraining") -> TrainResult:
     """Pretrain `module` (an objective: forward(batch, task=...) -> TaskOutput) on `loader`.
 
     `loader` is an endless iterator with state_dict()/load_state_dict() (the data
@@ -131,13 +132,17 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     of two. `evaluate(engine, step) -> dict` runs on every rank at eval_every and
     at the end. `run_config` is stored in checkpoints for the record. Losses and
     metrics stay on the device between log lines (one host read per log line).
+    `groups`: optimizer parameter groups (default: decay / no decay). `export_metadata`:
+    the header of the exported safetensors (vlengine.models.export: architecture, model
+    config), kept in every checkpoint so that `pretrain export` writes it too.
+    `what` names the run in its first line ("pretraining", "fine-tuning").
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
     engine = build_engine(module, ds_config, lr=settings.lr, weight_decay=settings.weight_decay,
                           betas=settings.adam_betas, eps=settings.adam_eps,
-                          warmup_steps=settings.warmup_steps, total_steps=settings.total_steps)
+                          warmup_steps=settings.warmup_steps, total_steps=settings.total_steps, groups=groups)
     rank, world = dist.get_rank(), dist.get_world_size()
     accum = engine.gradient_accumulation_steps()
     dtype = compute_dtype(ds_config)
@@ -176,7 +181,7 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     tb_dir = os.path.join(settings.output_dir, "tensorboard") if settings.output_dir and settings.tensorboard else None
     monitor = Monitor(settings.total_steps, start_step, tb_dir, enabled=rank == 0, progress=settings.progress,
                       run_dir=settings.output_dir or None)
-    monitor.print(f"pretraining: {n_params / 1e6:.2f}M trainable parameters, {world} rank(s), "
+    monitor.print(f"{what}: {n_params / 1e6:.2f}M trainable parameters, {world} rank(s), "
                   f"micro-batch {engine.train_micro_batch_size_per_gpu()} x accumulation {accum} "
                   f"= {engine.train_batch_size()} samples/step, {dtype}, ZeRO stage {engine.zero_optimization_stage()}, "
                   f"steps {start_step} -> {end_step} of {settings.total_steps}; MFU peak: {peak / 1e12:.3f} TFLOPS "
@@ -204,7 +209,7 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
         gathered = [None] * world
         dist.all_gather_object(gathered, per_rank_state)
         client = {"step": at_step, "mixer": mixer.state_dict(), "per_rank": gathered,
-                  "run_config": json.dumps(run_config or {}, default=str)}
+                  "run_config": json.dumps(run_config or {}, default=str), "export_metadata": export_metadata}
         save_checkpoint(engine, ckpt_dir, at_step, client, keep_last=settings.keep_last)
         monitor.print(f"saved checkpoint step {at_step} to {ckpt_dir}")
 
@@ -269,7 +274,7 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
             save(step)
         if settings.export_safetensors and rank == 0:
             result.exported = export_path
-            export_fp32_safetensors(ckpt_dir, result.exported)
+            export_fp32_safetensors(ckpt_dir, result.exported, metadata=export_metadata)
             monitor.print(f"exported fp32 weights to {result.exported}")
         dist.barrier()
     if not finished_before or settings.eval_if_finished:

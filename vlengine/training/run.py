@@ -49,5 +49,16 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     # accepts text-only rows (VL-BERT and CSS-BERT; InterBERT and SemVLP always take regions).
     evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config)) \
         if cfg.recipe in ("vlbert", "cssbert") else None
-    return train(objective, loader, ds_config, cfg.train, mixer, evaluate, run_config=cfg.to_dict())
+    return train(objective, loader, ds_config, cfg.train, mixer, evaluate, run_config=cfg.to_dict(),
+                 export_metadata=export_metadata(objective.model, paths.vocab, recipe=cfg.recipe))
+
+
+def export_metadata(backbone, vocab_path: str, prefix: str = "model.", **fields) -> dict[str, str]:
+    """The exported file's header: architecture, model config and the WordPiece vocabulary the model
+    was trained with (the file alone is then enough to fine-tune or evaluate it)."""
+    from vlengine.models.export import export_info_of
+
+    with open(vocab_path, encoding="utf-8") as f:
+        vocab = f.read()
+    return export_info_of(backbone, prefix, extra={"vocab": vocab}, **fields).metadata()
 

@@ -20,12 +20,14 @@ FIXED_TRAIN_SETTINGS = ("seed", "total_steps", "warmup_steps", "lr", "weight_dec
 def changed_settings(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     """(name, saved value, current value) of every setting a resume cannot change."""
     changes = []
-    if saved.get("recipe") != current.get("recipe"):
-        changes.append(("recipe", saved.get("recipe"), current.get("recipe")))
-    saved_model, model = saved.get("model") or {}, current.get("model") or {}
-    for key in sorted(set(saved_model) | set(model)):
-        if saved_model.get(key) != model.get(key):
-            changes.append((f"model.{key}", saved_model.get(key), model.get(key)))
+    for key in ("recipe", "init"):   # init: a fine-tuning run's starting weights
+        if saved.get(key) != current.get(key):
+            changes.append((key, saved.get(key), current.get(key)))
+    for section in ("model", "task"):  # task: a fine-tuning run's head, loss, inputs
+        saved_section, section_now = saved.get(section) or {}, current.get(section) or {}
+        for key in sorted(set(saved_section) | set(section_now)):
+            if saved_section.get(key) != section_now.get(key):
+                changes.append((f"{section}.{key}", saved_section.get(key), section_now.get(key)))
     saved_train, train = saved.get("train") or {}, current.get("train") or {}
     for key in FIXED_TRAIN_SETTINGS:
         old, new = saved_train.get(key), train.get(key)
@@ -45,7 +47,7 @@ def refuse_changed_settings(saved: dict | None, current: dict | None, where: str
         return
     listed = "; ".join(f"{name} {old!r} there, {new!r} now" for name, old, new in changes[:3])
     more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
-    if any(name == "recipe" or name.startswith("model.") for name, _, _ in changes):
+    if any(name in ("recipe", "init") or name.startswith(("model.", "task.")) for name, _, _ in changes):
         raise ConfigError(f"{where} holds a checkpoint of a different model ({listed}{more}): pass --no-resume "
                         "to start over there, or choose another --output-dir")
     raise ConfigError(f"cannot resume {where} with changed settings ({listed}{more}): the checkpoint fixes them; "

@@ -1,0 +1,168 @@
+"""The fine-tuning config: typed sections read from YAML or JSON, every key checked when the file is read.
+
+    task: {name: vqa | gqa | nlvr2 | retrieval, head, loss, ...}   FinetuneTask
+    init: FILE.safetensors | BERT_DIR | null    an engine export (`vlengine pretrain`, `convert-checkpoint`),
+                                                 a Hugging Face BERT folder (text-only start), or nothing
+    model: {preset, ...}                         the architecture when init is a BERT folder or null
+                                                 (an export carries its own; then only dropouts may change)
+    data: {corpus: embedded | null, train, val, images, vocab, answers, ...}   FinetuneData
+    deepspeed: FILE.json or inline;  train: TrainSettings;  eval: FinetuneEval
+
+Paths in a config file are relative to the file's folder; paths from the command line to the working
+directory. `vlengine finetune` with no --config runs the shipped finetune_vqa.yaml: the embedded
+corpus's questions, from the main job's export when `runs/main-job/model_fp32.safetensors` exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vlengine._config import ConfigError, from_mapping, to_plain, unknown_key_message
+
+from .config import _train, apply_overrides, parse_text, read_deepspeed_config
+from .sections import ModelSection, resolve_path
+from .settings import TrainSettings
+
+TASKS = ("vqa", "gqa", "nlvr2", "retrieval")
+SECTIONS = ("task", "init", "model", "data", "deepspeed", "train", "eval")
+FINETUNE_VQA = "finetune_vqa.yaml"
+# Settings of an export's model config a fine-tuning run may change (sizes come from the weights).
+EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout", "gradient_checkpointing",
+                          "attention", "pack", "unpad")
+
+
+@dataclass
+class FinetuneTask:
+    name: Literal["vqa", "gqa", "nlvr2", "retrieval"] = "vqa"
+    head: Literal["answer_slot", "pooled_mlp"] = "answer_slot"   # VQA/GQA: VL-BERT's [MASK] slot, or UNITER's MLP
+    loss: Literal["bce", "ce"] = "bce"          # VQA: BCE on soft scores x answers; GQA: "ce" on the class
+    head_lr_multiplier: float = 1.0             # the new head's learning rate x this (UNITER: 10)
+    min_answer_count: int = 9                   # VQA answer vocabulary: answers of >= this many questions
+    with_image: bool = True                     # false: the question-only baseline (same head, no image)
+    head_from_pretraining: bool = True          # answer_slot transform from the MLM head, ITM head from ITM
+    retrieval_objective: Literal["itm", "contrastive", "both"] = "both"
+    negatives: Literal["hard", "random"] = "hard"
+    temperature: float = 0.07
+
+    def __post_init__(self):
+        if self.head_lr_multiplier <= 0:
+            raise ValueError(f"task.head_lr_multiplier must be positive, got {self.head_lr_multiplier}")
+        if self.min_answer_count < 1:
+            raise ValueError(f"task.min_answer_count must be >= 1, got {self.min_answer_count}")
+
+
+@dataclass
+class FinetuneData:
+    corpus: str | None = None        # "embedded": the embedded corpus's questions (task vqa) and stores
+    corpus_seed: int = 0
+    train: str | None = None         # annotation sets from `vlengine data convert --from vqa|gqa|nlvr2|karpathy`
+    val: str | None = None
+    images: str | None = None        # the region store holding the train images (and val's, unless val_images)
+    val_images: str | None = None
+    vocab: str | None = None         # WordPiece vocab.txt (default: the one the init export carries)
+    answers: str | None = None       # answer vocabulary JSON (default: built from train, saved in the run)
+    max_text_len: int = 64
+    max_regions: int | None = None
+    num_workers: int = 0
+
+    def paths(self) -> tuple[str, ...]:
+        return ("train", "val", "images", "val_images", "vocab", "answers")
+
+
+@dataclass
+class FinetuneEval:
+    batch_size: int = 128
+    question_only_baseline: bool = False   # then also fine-tune with the image removed and print both
+    retrieval_mode: Literal["full", "two_stage", "both"] = "both"
+    retrieval_k: int = 128                 # two-stage: candidates per query from the dual encoder
+
+
+@dataclass
+class FinetuneConfig:
+    task: FinetuneTask = field(default_factory=FinetuneTask)
+    init: str | None = None
+    model: ModelSection = field(default_factory=ModelSection)
+    data: FinetuneData = field(default_factory=FinetuneData)
+    deepspeed: dict | str = field(default_factory=dict)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: FinetuneEval = field(default_factory=FinetuneEval)
+    deepspeed_config: dict = field(default_factory=dict, repr=False)
+    source: str = field(default="config", repr=False, compare=False)
+    notes: list = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, values: dict, base_dir: str | None = None, source: str = "config") -> "FinetuneConfig":
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
+        for key in values:
+            if key not in SECTIONS:
+                raise ConfigError(unknown_key_message(key, SECTIONS, source, ""))
+        init = values.get("init")
+        if init is not None and not isinstance(init, str):
+            raise ConfigError(f"{source}: init must be a path (an export .safetensors or a BERT folder), got {init!r}")
+        data = from_mapping(FinetuneData, values.get("data"), source, "data")
+        for name in data.paths():
+            setattr(data, name, resolve_path(getattr(data, name), base_dir))
+        if data.corpus not in (None, "embedded"):
+            raise ConfigError(f"{source}: data.corpus is 'embedded' or unset (then data.train/val/images name "
+                              f"converted files), got {data.corpus!r}")
+        ds_source = values.get("deepspeed", {})
+        if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
+            ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
+        notes = []
+        return cls(task=from_mapping(FinetuneTask, values.get("task"), source, "task"),
+                   init=resolve_path(init, base_dir),
+                   model=ModelSection.from_mapping(values.get("model"), source, base_dir),
+                   data=data, deepspeed=ds_source, deepspeed_config=read_deepspeed_config(ds_source, source),
+                   train=_train(values.get("train"), source, notes),
+                   eval=from_mapping(FinetuneEval, values.get("eval"), source, "eval"), source=source, notes=notes)
+
+    @classmethod
+    def from_file(cls, path: str) -> "FinetuneConfig":
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as err:
+            raise ConfigError(f"cannot read fine-tuning config {path}: {err.strerror or err}") from None
+        return cls.from_dict(parse_text(text, path), base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+
+    def with_overrides(self, assignments: list[str]) -> "FinetuneConfig":
+        return apply_overrides(self, assignments, SECTIONS)
+
+    def check_before_run(self) -> None:
+        """What the files alone cannot show: the paths exist and the task has what it reads."""
+        if not self.deepspeed_config:
+            raise ConfigError(f"{self.source}: no deepspeed section (a DeepSpeed JSON file, relative to the config "
+                              "file, or inline settings with train_micro_batch_size_per_gpu)")
+        if self.init is not None and not os.path.exists(self.init):
+            raise ConfigError(f"{self.source}: init {self.init!r} does not exist (an engine export .safetensors or "
+                              "a BERT folder; a path in a config file is relative to the file)")
+        data = self.data
+        if data.corpus == "embedded":
+            if self.task.name != "vqa":
+                raise ConfigError(f"{self.source}: the embedded corpus has questions for task vqa only; for "
+                                  f"{self.task.name} set data.train, data.val and data.images")
+        else:
+            for name in ("train", "images"):
+                if getattr(data, name) is None:
+                    raise ConfigError(f"{self.source}: data.{name} is not set (or set data.corpus: embedded)")
+        for name in data.paths():
+            path = getattr(data, name)
+            if path is not None and not os.path.exists(path):
+                raise ConfigError(f"{self.source}: data.{name} {path!r} does not exist (a path in a config file is "
+                                  "relative to the file)")
+        if self.task.name in ("nlvr2", "retrieval") and self.eval.question_only_baseline:
+            raise ConfigError(f"{self.source}: eval.question_only_baseline is for vqa and gqa")
+
+    def to_dict(self) -> dict:
+        return {"task": to_plain(self.task), "init": self.init, "model": self.model.to_dict(),
+                "data": to_plain(self.data), "deepspeed": to_plain(self.deepspeed_config),
+                "train": to_plain(self.train), "eval": to_plain(self.eval)}
+
+    def to_yaml(self) -> str:
+        import yaml
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
