@@ -92,7 +92,7 @@ setup(
     # Triton kernels live in the top-level kernels/ folder and ship inside the package; so do the
     # recipes of train/configs (`vlengine pretrain` with no --config runs vlengine/configs/main_job.yaml).
     package_dir={"vlengine.kernels": "kernels", "vlengine.configs": "train/configs"},
-    package_data={"vlengine.configs": ["*.yaml", "deepspeed/*.json"]},
+    package_data={"vlengine.configs": ["*.yaml", "finetune/*.yaml", "deepspeed/*.json"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack"],

@@ -1,5 +1,5 @@
 """`vlengine finetune` / `vlengine evaluate` through the real commands, on a 24-image embedded corpus
-whose questions are written as VQA v2's official files and converted (vlengine/data/corpus/vqa_sets.py).
+whose questions are written as VQA v2's official files and converted (vlengine/data/corpus/downstream_sets.py).
 
 - 2 ranks (gloo): a run stopped at step 3 (train.max_steps) and continued by the same command without
   it ends with exactly the uninterrupted run's weights and held-out metrics.
@@ -34,7 +34,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(corpus, tmp_path_factory) -> str:
-    from vlengine.data.corpus.vqa_sets import ensure_embedded_vqa
+    from vlengine.data.corpus.downstream_sets import ensure_embedded_vqa
     sets = ensure_embedded_vqa(corpus)
     values = {
         "task": {"name": "vqa", "head": "answer_slot", "loss": "bce", "head_lr_multiplier": 10.0,

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -90,6 +91,16 @@ def test_resume_says_where_it_continues_and_a_finished_run_says_so(config, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / "weights.config.yaml") as f:
         assert yaml.safe_load(f) == yaml.safe_load((out / "config.yaml").read_text())
+    # the file alone rebuilds the model: architecture, config and vocabulary are in its header
+    from safetensors.torch import load_file
+
+    from vlengine.models.export import load_export, read_export_info
+    info = read_export_info(str(exported))
+    assert info.architecture == "VLBert" and info.recipe == "vlbert" and info.config.hidden_size == 32
+    assert info.extra["vocab"].split()[:1] == ["[PAD]"]
+    model = load_export(str(exported))
+    weights = load_file(str(exported))
+    assert torch.equal(model.embeddings.word_embeddings.weight, weights["model.embeddings.word_embeddings.weight"])
 
 
 def test_settings_a_checkpoint_fixes_are_refused(config, tmp_path):

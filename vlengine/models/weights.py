@@ -200,8 +200,15 @@ def read_checkpoint_config(directory) -> tuple[str, VLConfig]:
 
 
 def load_checkpoint(model: nn.Module, directory, strict: bool = True) -> None:
-    """Fill ``model`` from an engine checkpoint written by ``save_checkpoint`` (architecture and sizes must match)."""
+    """Fill ``model`` from an engine checkpoint: a folder written by ``save_checkpoint``, or an export file
+    (``vlengine pretrain``'s model_fp32.safetensors, ``vlengine.models.export``: its backbone part).
+    Architecture and sizes must match. To build the model from an export instead: ``export.load_export``."""
     from safetensors.torch import load_model
+    if Path(directory).is_file():
+        from .export import load_backbone_into, read_export
+        info, tensors = read_export(str(directory))
+        load_backbone_into(model, info, tensors, str(directory))
+        return
     directory = Path(directory)
     architecture, config = read_checkpoint_config(directory)
     if architecture != type(model).__name__:

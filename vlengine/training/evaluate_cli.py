@@ -3,6 +3,8 @@
 examples:
   vlengine evaluate --checkpoint runs/finetune-vqa/model_fp32.safetensors
         (a model fine-tuned on the embedded corpus: its held-out questions)
+  vlengine evaluate --task retrieval --checkpoint runs/main-job/model_fp32.safetensors --retrieval-mode full
+        (zero-shot: the pretraining ITM head ranks 100 held-out images x 500 captions of the embedded corpus)
   vlengine evaluate --task vqa --checkpoint FILE --split data/vqa-val --images data/coco-features --out results/
   torchrun --nproc_per_node 4 -m vlengine.cli evaluate ...     sharded over ranks, every example scored once
 
@@ -27,10 +29,13 @@ from vlengine._config import UserError
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="vlengine evaluate", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a fine-tuned export (model_fp32.safetensors of a run)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a fine-tuned export (model_fp32.safetensors of a run); with --task retrieval also a "
+                        "pretraining export, whose ITM head ranks zero-shot")
     p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval"),
                    help="checked against the checkpoint's own task")
-    p.add_argument("--split", help="annotation set to score (default for embedded VQA runs: the held-out questions)")
+    p.add_argument("--split", help="annotation set to score (default for vqa and retrieval: the embedded corpus's "
+                                   "held-out questions, or its 100-image retrieval test)")
     p.add_argument("--images", help="the region store of the split's images")
     p.add_argument("--out", help="folder for the metrics and submission files (default: beside the checkpoint, eval/)")
     p.add_argument("--name", help="file name stem (default: the split folder's name)")
@@ -47,13 +52,15 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
         if not args.images:
             raise UserError("--split needs --images (the region store holding the split's images)")
         return args.split, args.images
-    if task != "vqa":
+    if task not in ("vqa", "retrieval"):
         raise UserError(f"--split is required for task {task} (an annotation set from vlengine data convert)")
     from vlengine.data import ensure_embedded_corpus
-    from vlengine.data.corpus.vqa_sets import ensure_embedded_vqa
+    from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval, ensure_embedded_vqa
 
     root = ensure_embedded_corpus()
-    return ensure_embedded_vqa(root)["heldout"], args.images or os.path.join(root, "heldout")
+    if task == "retrieval":
+        return ensure_embedded_retrieval(root)["test"]
+    return ensure_embedded_vqa(root)["heldout"], os.path.join(root, "heldout")
 
 
 def _start_group_if_launched() -> None:
@@ -81,7 +88,7 @@ def _evaluate(argv: list[str]) -> int:
     from .finetune_run import make_dataset
 
     try:
-        model, task, answers, vocab_text, limits = load_finetuned(args.checkpoint)
+        model, task, answers, vocab_text, limits = load_finetuned(args.checkpoint, args.task)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.task and args.task != task.name:

@@ -5,6 +5,8 @@ examples:
                                           job's export (runs/main-job/model_fp32.safetensors) when present,
                                           beside a question-only baseline (the same head, images removed)
   vlengine finetune --config train/configs/finetune/vqa_vlbert_base.yaml --init EXPORT.safetensors
+  vlengine finetune --task retrieval        the embedded corpus's retrieval split: ITM and dual encoder, then
+                                          full ITM ranking beside two-stage re-ranking
   vlengine finetune --task gqa --config FILE --set task.head_lr_multiplier=10
   vlengine finetune --print-config        show the resolved config and exit
 
@@ -22,6 +24,7 @@ import sys
 import time
 
 from vlengine._cli_errors import OneLineParser, debug_enabled, enable_debug, guarded
+from vlengine._config import UserError
 from .cli import _require_deepspeed, _resume_hint, _use_cpu_accelerator_without_gpu
 
 MAIN_JOB_EXPORT = os.path.join("runs", "main-job", "model_fp32.safetensors")
@@ -33,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval"), help="the task (sets task.name)")
     p.add_argument("--init", help="an engine export (.safetensors), a BERT folder, or 'none' (fresh weights)")
-    p.add_argument("--config", help="fine-tuning config (.yaml/.json); default: the shipped finetune_vqa.yaml")
+    p.add_argument("--config", help="fine-tuning config (.yaml/.json); default: the shipped finetune_<task>.yaml "
+                                    "(vqa, retrieval)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (repeatable), e.g. --set train.lr=5e-5")
     p.add_argument("--output-dir", help="checkpoints, eval/, TensorBoard, model_fp32.safetensors")
@@ -45,12 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _shipped(task: str) -> str:
+    """The shipped no-argument job of a task (the embedded corpus has sets for vqa and retrieval)."""
+    from .config import shipped_config, shipped_config_dir
+
+    path = shipped_config(f"finetune_{task}.yaml")
+    if not os.path.isfile(path):
+        template = os.path.join(shipped_config_dir(), "finetune", f"{task}_semvlp_base.yaml")
+        raise UserError(f"--task {task} needs --config naming its converted data (the embedded corpus has sets "
+                        f"for vqa and retrieval only); a template: {template}")
+    return path
+
+
 def load_config(args):
     """The config a run uses: file (or the shipped VQA job) + --task / --init / --set / flags."""
-    from .config import shipped_config
-    from .finetune_config import FINETUNE_VQA, FinetuneConfig
+    from .finetune_config import FinetuneConfig
 
-    cfg = FinetuneConfig.from_file(args.config or shipped_config(FINETUNE_VQA))
+    cfg = FinetuneConfig.from_file(args.config or _shipped(args.task or "vqa"))
     overrides = []
     if args.task:
         overrides.append(f"task.name={args.task}")

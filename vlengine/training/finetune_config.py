@@ -27,7 +27,6 @@ from .settings import TrainSettings
 
 TASKS = ("vqa", "gqa", "nlvr2", "retrieval")
 SECTIONS = ("task", "init", "model", "data", "deepspeed", "train", "eval")
-FINETUNE_VQA = "finetune_vqa.yaml"
 # Settings of an export's model config a fine-tuning run may change (sizes come from the weights).
 EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout", "gradient_checkpointing",
                           "attention", "pack", "unpad")
@@ -55,7 +54,7 @@ class FinetuneTask:
 
 @dataclass
 class FinetuneData:
-    corpus: str | None = None        # "embedded": the embedded corpus's questions (task vqa) and stores
+    corpus: str | None = None        # "embedded": the embedded corpus's sets (tasks vqa, retrieval) and stores
     corpus_seed: int = 0
     train: str | None = None         # annotation sets from `vlengine data convert --from vqa|gqa|nlvr2|karpathy`
     val: str | None = None
@@ -143,8 +142,8 @@ class FinetuneConfig:
                               "a BERT folder; a path in a config file is relative to the file)")
         data = self.data
         if data.corpus == "embedded":
-            if self.task.name != "vqa":
-                raise ConfigError(f"{self.source}: the embedded corpus has questions for task vqa only; for "
+            if self.task.name not in ("vqa", "retrieval"):
+                raise ConfigError(f"{self.source}: the embedded corpus has sets for tasks vqa and retrieval; for "
                                   f"{self.task.name} set data.train, data.val and data.images")
         else:
             for name in ("train", "images"):

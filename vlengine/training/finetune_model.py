@@ -113,16 +113,38 @@ def finetuned_metadata(model: torch.nn.Module, task: FinetuneTask, vocab_text: s
     return export_info_of(model.backbone, "backbone.", task=task.name, extra=extra).metadata()
 
 
-def load_finetuned(path: str):
+DEFAULT_LIMITS = {"max_text_len": 64, "max_regions": None}
+
+
+def zero_shot_retrieval(info, tensors: dict, path: str):
+    """Retrieval with a pretraining export's own ITM head, no fine-tuning (InterBERT's zero-shot setting);
+    the dual encoder is CSS-BERT's own projections, or untrained otherwise (use full ITM ranking then)."""
+    from vlengine.models.export import backbone_state, build_backbone
+
+    itm = {k[len("itm."):]: t for k, t in tensors.items() if k.startswith("itm.")}
+    if not itm:
+        raise ConfigError(f"{path} is a pretraining export without an ITM head (its recipe trained none): "
+                          "zero-shot retrieval needs one; fine-tune it with vlengine finetune --task retrieval")
+    backbone = build_backbone(info)
+    backbone.load_state_dict(backbone_state(info, tensors))
+    task = FinetuneTask(name="retrieval", retrieval_objective="itm")
+    model = build_task_model(task, Init(backbone, {"itm.": itm}))
+    return model, task, None, info.extra.get("vocab"), dict(DEFAULT_LIMITS)
+
+
+def load_finetuned(path: str, task_name: str | None = None):
     """(task model, FinetuneTask, answers or None, vocab text, input limits) of a fine-tuned export, from the
-    file alone."""
+    file alone; a pretraining export with an ITM head gives zero-shot retrieval (task_name "retrieval")."""
     from vlengine._config import from_mapping
     from vlengine.metrics.vqa import AnswerVocab
     from vlengine.models.export import build_backbone, read_export
 
     info, tensors = read_export(path)
+    if not info.task and task_name == "retrieval":
+        return zero_shot_retrieval(info, tensors, path)
     if not info.task or "task_config" not in info.extra:
-        raise ConfigError(f"{path} is a pretraining export (no task head): fine-tune it first with vlengine finetune")
+        raise ConfigError(f"{path} is a pretraining export (no task head): fine-tune it first with vlengine "
+                          "finetune (or evaluate its ITM head zero-shot: --task retrieval)")
     task = from_mapping(FinetuneTask, json.loads(info.extra["task_config"]), path, "task")
     answers = AnswerVocab(json.loads(info.extra["answers"])) if "answers" in info.extra else None
     model = build_task_model(replace(task, head_from_pretraining=False), Init(build_backbone(info)),
@@ -131,5 +153,5 @@ def load_finetuned(path: str):
     if missing or unexpected:
         raise ConfigError(f"{path} does not match a {task.name} model: missing {sorted(missing)[:3]}, "
                           f"unexpected {sorted(unexpected)[:3]}")
-    limits = json.loads(info.extra.get("input_limits", '{"max_text_len": 64, "max_regions": null}'))
+    limits = json.loads(info.extra["input_limits"]) if "input_limits" in info.extra else dict(DEFAULT_LIMITS)
     return model, task, answers, info.extra.get("vocab"), limits

@@ -41,12 +41,17 @@ def resolve_task_data(cfg: FinetuneConfig) -> TaskData:
     data = cfg.data
     if data.corpus == "embedded":
         from vlengine.data import ensure_embedded_corpus
-        from vlengine.data.corpus.vqa_sets import ensure_embedded_vqa
+        from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval, ensure_embedded_vqa
 
         root = ensure_embedded_corpus(seed=data.corpus_seed)
-        sets = ensure_embedded_vqa(root)
-        return TaskData(data.train or sets["train"], data.val or sets["heldout"], data.images or f"{root}/train",
-                        data.val_images or f"{root}/heldout", data.vocab or os.path.join(root, VOCAB_FILE))
+        if cfg.task.name == "retrieval":
+            sets = ensure_embedded_retrieval(root)
+            (train, images), (val, val_images) = sets["train"], sets["test"]
+        else:
+            sets = ensure_embedded_vqa(root)
+            train, images, val, val_images = sets["train"], f"{root}/train", sets["heldout"], f"{root}/heldout"
+        return TaskData(data.train or train, data.val or val, data.images or images, data.val_images or val_images,
+                        data.vocab or os.path.join(root, VOCAB_FILE))
     return TaskData(data.train, data.val, data.images, data.val_images or data.images, data.vocab)
 
 

@@ -50,6 +50,8 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
 
     ``answers``: the AnswerVocab of VQA / GQA models (class -> answer string).
     """
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
     if task == "retrieval":
         metrics = evaluate_retrieval(model, dataset, mode=retrieval_mode, k=min(retrieval_k, dataset.num_images),
                                      batch_size=batch_size, device=device, cast=cast)
@@ -65,7 +67,6 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
         predictions = answers_from_classes(predictions, answers)
     metrics = official_metrics(task, predictions, dataset)
     if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
         write_submission(task, predictions, os.path.join(out_dir, f"{name}_{SUBMISSION_SUFFIX[task]}"))
         write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": len(dataset),
                                                                     "metrics": metrics}, indent=1)
