@@ -8,6 +8,7 @@ commands:
   data info STORE                         a store's record counts, columns and attributes
   pretrain [--config FILE] [--set K=V]    pretraining on DeepSpeed (default: the shipped main job)
   pretrain export CHECKPOINTS OUT         the fp32 weights of a checkpoint as one safetensors file
+  convert-checkpoint --from X SRC OUT     a published VL-BERT, UNITER or LXMERT checkpoint as an export
   plot RUN_DIR [RUN_DIR ...]              PNG curves of a run's losses and metrics (several runs side by side)
 
 options:
@@ -29,6 +30,7 @@ _SUBCOMMANDS = {
     "data": "vlengine.data.cli",
     "pretrain": "vlengine.training.cli",
     "plot": "vlengine.training.plot_cli",
+    "convert-checkpoint": "vlengine.models.published.cli",
 }
 
 
