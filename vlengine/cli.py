@@ -11,6 +11,7 @@ commands:
   finetune [--task T] [--init CKPT] [--config FILE]   fine-tuning: vqa, gqa, nlvr2, retrieval (default: the
                                           embedded corpus's questions beside a question-only baseline)
   evaluate --checkpoint CKPT [--split SET] a fine-tuned model's official metric and submission file
+  convert-checkpoint --from X SRC OUT     a published VL-BERT, UNITER or LXMERT checkpoint as an export
   plot RUN_DIR [RUN_DIR ...]              PNG curves of a run's losses and metrics (several runs side by side)
 
 options:
@@ -34,6 +35,7 @@ _SUBCOMMANDS = {
     "finetune": "vlengine.training.finetune_cli",
     "evaluate": "vlengine.training.evaluate_cli",
     "plot": "vlengine.training.plot_cli",
+    "convert-checkpoint": "vlengine.models.published.cli",
 }
 
 
