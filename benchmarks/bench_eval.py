@@ -14,11 +14,11 @@ gives), so store reads, tokenisation and collation are timed too:
   image, then ITM on each caption's ``--k`` best images and each image's ``--k`` best captions,
   deduplicated. ITM passes are the count ``evaluate_retrieval`` reports, checked against the rows the
   ITM head actually saw (a forward hook); pairs/s = ITM passes / wall time (two-stage: its wall
-  time includes the dual-encoder passes).
+  time includes the dual-encoder passes); "vs full" = full's wall time / two-stage's, same grid.
 * ``flickr30k`` rows: pass COUNTS at Flickr30K test size (1K images x 5K captions, k = 128) from
   the formula the code uses (``top_k_candidates``: min(k, images) per caption plus min(k, captions)
-  per image, deduplicated, so between the larger of the two and their sum). Counts, not timings:
-  nothing is extrapolated.
+  per image, deduplicated, so between the larger of the two and their sum; "vs full" = 5M / that
+  sum). Counts, not timings: nothing is extrapolated.
 
 The model is VLConfig.base() (``--size tiny`` for smoke runs), eval mode, fp32 on the CPU and
 ``--precision`` autocast on a GPU. Before timing, one small batch goes through each model (thread
