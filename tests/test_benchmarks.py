@@ -123,6 +123,32 @@ def test_bench_data_tiny(tmp_path):
     assert tracked_results_state() == before
 
 
+def test_bench_eval_smoke(tmp_path):
+    """VQA examples/s per head, retrieval full and two-stage ITM pairs/s with their pass counts, and the
+    Flickr30K pass counts (formula, not timings), in the table and in DIR/eval.csv."""
+    before = tracked_results_state()
+    out = run(os.path.join(BENCHMARKS, "bench_eval.py"), "--smoke", "--device", "cpu", "--record", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    for text in ("examples/s", "ITM pairs/s", "ITM passes", "counts from the formula, not timings"):
+        assert text in out.stdout
+    with open(tmp_path / "eval.csv", newline="") as f:
+        records = list(csv.DictReader(f))
+    by_mode = {(r["part"], r["mode"]): r for r in records}
+    assert list(by_mode) == [("vqa", "answer_slot"), ("vqa", "pooled_mlp"), ("retrieval", "full"),
+                             ("retrieval", "two_stage"), ("flickr30k", "full"), ("flickr30k", "two_stage")]
+    assert all(records[0][c] for c in ("timestamp", "git", "device", "torch", "threads", "size"))
+    assert all(float(r["per_s"]) > 0 for r in records if r["kind"] == "measured")
+    # smoke grid: 3 images x 2 captions, k = 1; the answer slot adds [MASK] [SEP] to the question
+    full, two = by_mode["retrieval", "full"], by_mode["retrieval", "two_stage"]
+    assert int(full["itm_passes"]) == 6 * 3
+    assert max(6, 3) <= int(two["itm_passes"]) <= int(two["itm_pass_bound"]) == 6 * 1 + 3 * 1
+    assert float(by_mode["vqa", "answer_slot"]["text_tokens"]) == float(by_mode["vqa", "pooled_mlp"]["text_tokens"]) + 2
+    flickr = by_mode["flickr30k", "two_stage"]
+    assert by_mode["flickr30k", "full"]["itm_passes"] == "5000000" and flickr["kind"] == "count"
+    assert (flickr["itm_passes_min"], flickr["itm_pass_bound"], flickr["embed_passes"]) == ("640000", "768000", "6000")
+    assert tracked_results_state() == before
+
+
 def test_gpu_suite_runs_end_to_end_on_the_cpu(tmp_path):
     """Every part at smoke sizes (build skipped): info, the GPU tests' selection, the op benchmarks,
     bench_model_step and bench_train; a report, CSV rows and plots in --out, nothing in the checkout."""
