@@ -179,3 +179,17 @@ def test_user_mistakes_are_one_line(config, uninterrupted, tmp_path):
     for args, message in cases:
         codes, output = vlengine(*args)
         assert codes[0] != 0 and message in output and "Traceback" not in output, (args, output[-2000:])
+
+
+def test_a_hugging_face_bert_folder_starts_a_text_only_baseline(config, corpus, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    with open(os.path.join(corpus, "vocab.txt")) as f:
+        vocab_size = len(f.read().split())
+    bert = BertModel(BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=64))
+    bert.save_pretrained(tmp_path / "bert")
+    output = _finetune(config, str(tmp_path / "run"), "--init", str(tmp_path / "bert"), "--set", "train.max_steps=1",
+                       "--set", "task.with_image=false", world=1)
+    assert f"init: BERT {tmp_path / 'bert'}: " in output and "images removed (question-only baseline)" in output
+    assert "vqa_acc" in _results(str(tmp_path / "run"))["eval"]
