@@ -1,9 +1,10 @@
 """Small downstream inputs for the tests: a tokenizer, a region store, and annotation sets written
-in each official format (VQA v2, GQA, NLVR2, Karpathy) and converted with the converters."""
+in each official format (VQA v2, GQA, NLVR2, Karpathy, RefCOCO's refer files) and converted with the converters."""
 
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from vlengine.data.convert.annotation_base import convert_annotations
 from vlengine.data.convert.gqa import GqaSource
 from vlengine.data.convert.karpathy import KarpathySource
 from vlengine.data.convert.nlvr2 import Nlvr2Source
+from vlengine.data.convert.refcoco import RefcocoSource
 from vlengine.data.convert.vqa import VqaSource
 from vlengine.data.store import StoreWriter, open_store
 from vlengine.data.text import load_tokenizer, write_vocab
@@ -85,3 +87,29 @@ def karpathy_set(tmp_path, captions_per_image, split: str = "test"):
               for i, (name, caps) in enumerate(captions_per_image.items())]
     path = _write(tmp_path / "dataset_flickr30k.json", {"images": images, "dataset": "flickr30k"})
     return convert_annotations(KarpathySource(path, [split]), str(tmp_path / "karpathy_set"), progress=False)
+
+
+def refer_files(tmp_path, refs: list, annotations: list, images: list | None = None) -> tuple[str, str]:
+    """The refer toolkit's ``refs(unc).p`` (a real pickle, protocol 2 as Python 2 wrote it) and COCO's
+    ``instances.json``."""
+    refs_path = tmp_path / "refs(unc).p"
+    refs_path.write_bytes(pickle.dumps(refs, protocol=2))
+    return str(refs_path), _write(tmp_path / "instances.json", {"images": images or [], "annotations": annotations})
+
+
+def refcoco_set(tmp_path, store, objects, split: str = "val", proposals: str | None = None):
+    """``objects``: [(image id str, box [x, y, w, h], [expressions])], one ref each -> annotation set path
+    (COCO image ids are the positions of the distinct image ids; the store names images by file stem)."""
+    image_ids = sorted({image for image, _, _ in objects})
+    refs, annotations, sent_id = [], [], 0
+    for ref_id, (image, box, sentences) in enumerate(objects):
+        coco_id = image_ids.index(image)
+        annotations.append({"id": 1000 + ref_id, "image_id": coco_id, "bbox": list(box), "category_id": 1})
+        refs.append({"ref_id": ref_id, "ann_id": 1000 + ref_id, "image_id": coco_id, "category_id": 1, "split": split,
+                     "sentences": [{"sent": s, "raw": s, "tokens": s.split(), "sent_id": sent_id + k}
+                                   for k, s in enumerate(sentences)]})
+        sent_id += len(sentences)
+    refs_path, instances = refer_files(tmp_path, refs, annotations,
+                                       [{"id": i, "file_name": f"{name}.jpg"} for i, name in enumerate(image_ids)])
+    source = RefcocoSource(refs_path, instances, [split], image_id_template="{file_stem}", proposals=proposals)
+    return convert_annotations(source, str(tmp_path / f"refcoco_{split}"), images=store.path, progress=False)

@@ -10,9 +10,10 @@ examples:
 
 The checkpoint is the fine-tuning run's model_fp32.safetensors: it carries the architecture, the task
 settings, the answer vocabulary and the WordPiece vocabulary, so nothing else is needed. --split is an
-annotation set from `vlengine data convert --from vqa|gqa|nlvr2|karpathy`; a split without answers
+annotation set from `vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco`; a split without answers
 (test) gives the submission file only. Writes OUT/<name>_metrics.json and the submission
-(<name>_predictions.json for VQA/GQA, .csv for NLVR2).
+(<name>_predictions.json for VQA/GQA/RefCOCO, .csv for NLVR2). RefCOCO's IoU settings (pixel convention,
+>= or >) and track are the checkpoint's task settings, reported in the metrics JSON.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True,
                    help="a fine-tuned export (model_fp32.safetensors of a run); with --task retrieval also a "
                         "pretraining export, whose ITM head ranks zero-shot")
-    p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval"),
+    p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval", "refcoco"),
                    help="checked against the checkpoint's own task")
-    p.add_argument("--split", help="annotation set to score (default for vqa and retrieval: the embedded corpus's "
-                                   "held-out questions, or its 100-image retrieval test)")
+    p.add_argument("--split", help="annotation set to score (default for vqa, retrieval and refcoco: the embedded "
+                                   "corpus's held-out questions, its 100-image retrieval test, or its held-out "
+                                   "referring expressions)")
     p.add_argument("--images", help="the region store of the split's images")
     p.add_argument("--out", help="folder for the metrics and submission files (default: beside the checkpoint, eval/)")
     p.add_argument("--name", help="file name stem (default: the split folder's name)")
@@ -52,14 +54,17 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
         if not args.images:
             raise UserError("--split needs --images (the region store holding the split's images)")
         return args.split, args.images
-    if task not in ("vqa", "retrieval"):
+    if task not in ("vqa", "retrieval", "refcoco"):
         raise UserError(f"--split is required for task {task} (an annotation set from vlengine data convert)")
     from vlengine.data import ensure_embedded_corpus
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval, ensure_embedded_vqa
+    from vlengine.data.corpus.downstream_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
+                                                      ensure_embedded_vqa)
 
     root = ensure_embedded_corpus()
     if task == "retrieval":
         return ensure_embedded_retrieval(root)["test"]
+    if task == "refcoco":
+        return ensure_embedded_refcoco(root)["val"]
     return ensure_embedded_vqa(root)["heldout"], os.path.join(root, "heldout")
 
 

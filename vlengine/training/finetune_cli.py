@@ -1,4 +1,4 @@
-"""`vlengine finetune`: fine-tuning on DeepSpeed (VQA v2, GQA, NLVR2, image-text retrieval).
+"""`vlengine finetune`: fine-tuning on DeepSpeed (VQA v2, GQA, NLVR2, image-text retrieval, RefCOCO+).
 
 examples:
   vlengine finetune                       the embedded corpus's questions (VQA v2 format), from the main
@@ -7,6 +7,9 @@ examples:
   vlengine finetune --config train/configs/finetune/vqa_vlbert_base.yaml --init EXPORT.safetensors
   vlengine finetune --task retrieval        the embedded corpus's retrieval split: ITM and dual encoder, then
                                           full ITM ranking beside two-stage re-ranking
+  vlengine finetune --task refcoco         the embedded corpus's referring expressions (refer toolkit files,
+                                          ground-truth boxes): accuracy beside a random region's and a
+                                          geometry-only baseline (the same head, region features zeroed)
   vlengine finetune --task gqa --config FILE --set task.head_lr_multiplier=10
   vlengine finetune --print-config        show the resolved config and exit
 
@@ -34,10 +37,11 @@ BASELINE_SUFFIX = "-question-only"
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="vlengine finetune", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval"), help="the task (sets task.name)")
+    p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval", "refcoco"),
+                   help="the task (sets task.name)")
     p.add_argument("--init", help="an engine export (.safetensors), a BERT folder, or 'none' (fresh weights)")
     p.add_argument("--config", help="fine-tuning config (.yaml/.json); default: the shipped finetune_<task>.yaml "
-                                    "(vqa, retrieval)")
+                                    "(vqa, retrieval, refcoco)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (repeatable), e.g. --set train.lr=5e-5")
     p.add_argument("--output-dir", help="checkpoints, eval/, TensorBoard, model_fp32.safetensors")
@@ -50,14 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _shipped(task: str) -> str:
-    """The shipped no-argument job of a task (the embedded corpus has sets for vqa and retrieval)."""
+    """The shipped no-argument job of a task (the embedded corpus has sets for vqa, retrieval, refcoco)."""
     from .config import shipped_config, shipped_config_dir
 
     path = shipped_config(f"finetune_{task}.yaml")
     if not os.path.isfile(path):
         template = os.path.join(shipped_config_dir(), "finetune", f"{task}_semvlp_base.yaml")
         raise UserError(f"--task {task} needs --config naming its converted data (the embedded corpus has sets "
-                        f"for vqa and retrieval only); a template: {template}")
+                        f"for vqa, retrieval and refcoco only); a template: {template}")
     return path
 
 
@@ -140,7 +144,8 @@ def _summary(results) -> None:
 
     print()
     for run, result, elapsed in results:
-        what = "with the image" if run.task.with_image else "question only (image removed)"
+        what = "with the image" if run.task.with_image else (
+            "geometry only (region features zeroed)" if run.task.name == "refcoco" else "question only (image removed)")
         print(f"fine-tuning {run.task.name}, {what}: steps {result.start_step} -> {result.final_step} in "
               f"{elapsed / 60:.1f} min; {run.train.output_dir}")
         for name, value in result.eval_metrics.items():
@@ -149,12 +154,21 @@ def _summary(results) -> None:
             write_json(os.path.join(run.train.output_dir, "eval.json"),
                        {"eval": result.eval_metrics, "final_step": result.final_step, "minutes": elapsed / 60,
                         "with_image": run.task.with_image, "train_metrics": result.last_metrics}, indent=1)
+    grounding = results[0][0].task.name == "refcoco"
+    if grounding and "refcoco_chance_acc" in results[0][1].eval_metrics:
+        # a text-only model has no region to choose: chance is its level, exact from the candidates per example
+        metrics = results[0][1].eval_metrics
+        print(f"held-out refcoco_acc: {metrics['refcoco_acc']:.2f} fine-tuned, {metrics['refcoco_chance_acc']:.2f} "
+              f"choosing a random candidate region: {metrics['refcoco_acc'] - metrics['refcoco_chance_acc']:+.2f} "
+              "points")
     if len(results) == 2:
         key = f"{results[0][0].task.name}_acc"
         with_image, question_only = (r.eval_metrics.get(key) for _, r, _ in results)
         if with_image is not None and question_only is not None:
-            print(f"held-out {key}: {with_image:.2f} with the image, {question_only:.2f} question only: "
-                  f"{with_image - question_only:+.2f} points from the image")
+            baseline = "geometry only" if grounding else "question only"
+            source = "the region features" if grounding else "the image"
+            print(f"held-out {key}: {with_image:.2f} with the image, {question_only:.2f} {baseline}: "
+                  f"{with_image - question_only:+.2f} points from {source}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The fine-tuning config: typed sections read from YAML or JSON, every key checked when the file is read.
 
-    task: {name: vqa | gqa | nlvr2 | retrieval, head, loss, ...}   FinetuneTask
+    task: {name: vqa | gqa | nlvr2 | retrieval | refcoco, head, loss, ...}   FinetuneTask
     init: FILE.safetensors | BERT_DIR | null    an engine export (`vlengine pretrain`, `convert-checkpoint`),
                                                  a Hugging Face BERT folder (text-only start), or nothing
     model: {preset, ...}                         the architecture when init is a BERT folder or null
@@ -25,7 +25,7 @@ from .config import _train, apply_overrides, parse_text, read_deepspeed_config
 from .sections import ModelSection, resolve_path
 from .settings import TrainSettings
 
-TASKS = ("vqa", "gqa", "nlvr2", "retrieval")
+TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco")
 SECTIONS = ("task", "init", "model", "data", "deepspeed", "train", "eval")
 # Settings of an export's model config a fine-tuning run may change (sizes come from the weights).
 EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout", "gradient_checkpointing",
@@ -34,16 +34,25 @@ EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout
 
 @dataclass
 class FinetuneTask:
-    name: Literal["vqa", "gqa", "nlvr2", "retrieval"] = "vqa"
+    name: Literal["vqa", "gqa", "nlvr2", "retrieval", "refcoco"] = "vqa"
     head: Literal["answer_slot", "pooled_mlp"] = "answer_slot"   # VQA/GQA: VL-BERT's [MASK] slot, or UNITER's MLP
-    loss: Literal["bce", "ce"] = "bce"          # VQA: BCE on soft scores x answers; GQA: "ce" on the class
+    loss: Literal["bce", "ce"] = "bce"          # VQA: BCE on soft scores x answers; GQA: "ce" on the class;
+                                                # RefCOCO: "bce" per region vs IoU > 0.5 (VL-BERT), "ce" softmax
+                                                # over the image's regions (UNITER)
     head_lr_multiplier: float = 1.0             # the new head's learning rate x this (UNITER: 10)
     min_answer_count: int = 9                   # VQA answer vocabulary: answers of >= this many questions
-    with_image: bool = True                     # false: the question-only baseline (same head, no image)
+    with_image: bool = True                     # false: the question-only baseline (same head, no image);
+                                                # RefCOCO: region features zeroed, boxes kept (geometry only)
     head_from_pretraining: bool = True          # answer_slot transform from the MLM head, ITM head from ITM
     retrieval_objective: Literal["itm", "contrastive", "both"] = "both"
     negatives: Literal["hard", "random"] = "hard"
     temperature: float = 0.07
+    # RefCOCO: the region score head, where the candidate boxes come from, and the metric's IoU settings
+    # (VL-BERT's by default: +1-pixel areas, IoU >= 0.5; UNITER: continuous areas, IoU > 0.5)
+    region_head: Literal["transform", "linear"] = "transform"
+    track: Literal["gt", "detected"] = "gt"
+    iou_convention: Literal["plus_one", "continuous"] = "plus_one"
+    iou_comparison: Literal[">=", ">"] = ">="
 
     def __post_init__(self):
         if self.head_lr_multiplier <= 0:
@@ -54,9 +63,9 @@ class FinetuneTask:
 
 @dataclass
 class FinetuneData:
-    corpus: str | None = None        # "embedded": the embedded corpus's sets (tasks vqa, retrieval) and stores
+    corpus: str | None = None        # "embedded": the embedded corpus's sets (vqa, retrieval, refcoco) and stores
     corpus_seed: int = 0
-    train: str | None = None         # annotation sets from `vlengine data convert --from vqa|gqa|nlvr2|karpathy`
+    train: str | None = None         # annotation sets: `vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco`
     val: str | None = None
     images: str | None = None        # the region store holding the train images (and val's, unless val_images)
     val_images: str | None = None
@@ -74,6 +83,7 @@ class FinetuneData:
 class FinetuneEval:
     batch_size: int = 128
     question_only_baseline: bool = False   # then also fine-tune with the image removed and print both
+                                           # (RefCOCO: region features zeroed, boxes kept)
     retrieval_mode: Literal["full", "two_stage", "both"] = "both"
     retrieval_k: int = 128                 # two-stage: candidates per query from the dual encoder
 
@@ -142,9 +152,9 @@ class FinetuneConfig:
                               "a BERT folder; a path in a config file is relative to the file)")
         data = self.data
         if data.corpus == "embedded":
-            if self.task.name not in ("vqa", "retrieval"):
-                raise ConfigError(f"{self.source}: the embedded corpus has sets for tasks vqa and retrieval; for "
-                                  f"{self.task.name} set data.train, data.val and data.images")
+            if self.task.name not in ("vqa", "retrieval", "refcoco"):
+                raise ConfigError(f"{self.source}: the embedded corpus has sets for tasks vqa, retrieval and refcoco; "
+                                  f"for {self.task.name} set data.train, data.val and data.images")
         else:
             for name in ("train", "images"):
                 if getattr(data, name) is None:
@@ -155,7 +165,7 @@ class FinetuneConfig:
                 raise ConfigError(f"{self.source}: data.{name} {path!r} does not exist (a path in a config file is "
                                   "relative to the file)")
         if self.task.name in ("nlvr2", "retrieval") and self.eval.question_only_baseline:
-            raise ConfigError(f"{self.source}: eval.question_only_baseline is for vqa and gqa")
+            raise ConfigError(f"{self.source}: eval.question_only_baseline is for vqa, gqa and refcoco")
 
     def to_dict(self) -> dict:
         return {"task": to_plain(self.task), "init": self.init, "model": self.model.to_dict(),

@@ -80,7 +80,7 @@ def init_backbone(cfg: FinetuneConfig, vocab_size: int | None) -> Init:
 def build_task_model(task: FinetuneTask, init: Init, num_answers: int | None = None) -> torch.nn.Module:
     """The task's model (vlengine.tasks.downstream) around `init.backbone`."""
     from vlengine.models.heads import ITMHead
-    from vlengine.tasks.downstream import AnswerModel, Nlvr2Model, RetrievalModel
+    from vlengine.tasks.downstream import AnswerModel, GroundingModel, Nlvr2Model, RetrievalModel
 
     if task.name in ("vqa", "gqa"):
         model = AnswerModel(init.backbone, num_answers, head=task.head, loss=task.loss, task=task.name)
@@ -92,6 +92,8 @@ def build_task_model(task: FinetuneTask, init: Init, num_answers: int | None = N
         return model
     if task.name == "nlvr2":
         return Nlvr2Model(init.backbone)
+    if task.name == "refcoco":
+        return GroundingModel(init.backbone, head=task.region_head, loss=task.loss)
     itm = None
     if task.head_from_pretraining and init.heads.get("itm."):
         itm = ITMHead(init.backbone.config)

@@ -41,12 +41,16 @@ def resolve_task_data(cfg: FinetuneConfig) -> TaskData:
     data = cfg.data
     if data.corpus == "embedded":
         from vlengine.data import ensure_embedded_corpus
-        from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval, ensure_embedded_vqa
+        from vlengine.data.corpus.downstream_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
+                                                          ensure_embedded_vqa)
 
         root = ensure_embedded_corpus(seed=data.corpus_seed)
         if cfg.task.name == "retrieval":
             sets = ensure_embedded_retrieval(root)
             (train, images), (val, val_images) = sets["train"], sets["test"]
+        elif cfg.task.name == "refcoco":
+            sets = ensure_embedded_refcoco(root)
+            (train, images), (val, val_images) = sets["train"], sets["val"]
         else:
             sets = ensure_embedded_vqa(root)
             train, images, val, val_images = sets["train"], f"{root}/train", sets["heldout"], f"{root}/heldout"
@@ -99,7 +103,7 @@ def answer_vocab(cfg: FinetuneConfig, train_set, rank: int):
 
 def make_dataset(task, annotations, store: str, tokenizer, limits: dict, answers=None):
     """The task's dataset; `limits`: max_text_len and max_regions (the run's data settings)."""
-    from vlengine.tasks.downstream import GqaDataset, Nlvr2Dataset, RetrievalDataset, VqaDataset
+    from vlengine.tasks.downstream import GqaDataset, GroundingDataset, Nlvr2Dataset, RetrievalDataset, VqaDataset
 
     common = {"max_text_len": limits["max_text_len"], "max_regions": limits["max_regions"]}
     if task.name in ("vqa", "gqa"):
@@ -108,6 +112,9 @@ def make_dataset(task, annotations, store: str, tokenizer, limits: dict, answers
                    with_image=task.with_image, **common)
     if task.name == "nlvr2":
         return Nlvr2Dataset(annotations, store, tokenizer, **common)
+    if task.name == "refcoco":
+        return GroundingDataset(annotations, store, tokenizer, track=task.track, iou_convention=task.iou_convention,
+                                iou_comparison=task.iou_comparison, region_features=task.with_image, **common)
     return RetrievalDataset(annotations, store, tokenizer, **common)
 
 
@@ -141,7 +148,8 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
     if rank == 0:
         log(f"{cfg.task.name}: {len(train_set)} train examples, {len(val_set) if val_set else 0} val"
             + (f", {len(answers)} answers" if answers is not None else "") + f"; init: {init.description}"
-            + ("" if cfg.task.with_image else "; images removed (question-only baseline)")
+            + ("" if cfg.task.with_image else "; region features zeroed, boxes kept (geometry-only baseline)"
+               if cfg.task.name == "refcoco" else "; images removed (question-only baseline)")
             + f" (ready in {time.time() - start:.1f}s)")
     plan = BatchPlan(len(train_set), batch_size=micro, rank=rank, world_size=world, seed=cfg.train.seed,
                      drop_last=True)

@@ -19,6 +19,8 @@ official files' names so the records feed the official metrics directly:
 * ``gqa``: ``answer`` (absent in test files), ``fullAnswer``, ``isBalanced``, ``types``.
 * ``nlvr2``: ``label`` (bool; absent when the file has none), ``identifier``.
 * ``retrieval``: ``image_index`` (position of its image in ``images.json``), ``sentid``.
+* ``refcoco``: ``bbox`` (the referred object's COCO [x, y, w, h]), ``ref_id``, ``ann_id``, ``image_id``,
+  ``sent_id``, ``split``, ``category_id``; with detections the extra ``proposals``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ ANNOTATION_FORMAT = "vlengine-annotations"
 ANNOTATION_VERSION = 1
 RECORDS_FILE = "records.jsonl"
 OFFSETS_FILE = "records.offsets.bin"
-TASKS = ("vqa", "gqa", "nlvr2", "retrieval")
+TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco")
 
 
 class AnnotationFormatError(StoreFormatError):

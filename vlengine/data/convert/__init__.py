@@ -4,7 +4,7 @@ Python: ``convert(TsvSource([...]), out_dir, ...)``; command line:
 ``vlengine data convert --from {tsv,vlbert-zip,lmdb,npz} SRC --out STORE``.
 Annotation sources (the downstream tasks' official files) go to annotation sets:
 ``convert_annotations(VqaSource(questions, annotations), out_dir)``, or
-``vlengine data convert --from {vqa,gqa,nlvr2,karpathy} SRC --out DIR``.
+``vlengine data convert --from {vqa,gqa,nlvr2,karpathy,refcoco} SRC --out DIR``.
 """
 
 from .annotation_base import convert_annotations
@@ -13,6 +13,7 @@ from .gqa import GqaSource
 from .karpathy import KarpathySource
 from .nlvr2 import Nlvr2Source
 from .npz_dir import NpzDirSource
+from .refcoco import RefcocoSource
 from .runner import convert
 from .tsv import TsvSource
 from .vlbert import VlbertSource
@@ -25,5 +26,5 @@ def LmdbSource(*args, **kwargs):
     return _LmdbSource(*args, **kwargs)
 
 
-__all__ = ["ConversionError", "GqaSource", "KarpathySource", "LmdbSource", "Nlvr2Source", "NpzDirSource", "RegionRecord",
-           "TsvSource", "VlbertSource", "VqaSource", "convert", "convert_annotations"]
+__all__ = ["ConversionError", "GqaSource", "KarpathySource", "LmdbSource", "Nlvr2Source", "NpzDirSource", "RefcocoSource",
+           "RegionRecord", "TsvSource", "VlbertSource", "VqaSource", "convert", "convert_annotations"]

@@ -4,7 +4,8 @@ that writes one into an annotation set (``vlengine.data.annotations``).
 A source yields ``(record, where)`` pairs: the record in the set's layout and a
 description of where it came from ("v2_..._questions.json: question 17 (id
 458752000)") that every error message starts with. The official files are
-plain JSON (or JSON lines): nothing is unpickled.
+plain JSON (or JSON lines), except RefCOCO's refs(unc).p, a pickle read with an unpickler that
+refuses every global (refcoco.py).
 """
 
 from __future__ import annotations

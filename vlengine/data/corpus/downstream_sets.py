@@ -8,10 +8,18 @@ follow VQA's three (yes/no, number, other).
 Retrieval: Karpathy's ``dataset_*.json`` with every train image and its 5 captions (split "train") and
 the first RETRIEVAL_IMAGES held-out images (split "test", a tenth of Flickr30K's 1K x 5K test).
 
-Both go through ``vlengine data convert``'s converters (--from vqa, --from karpathy), so a run reads
-exactly what a user's run on the real files reads. The sets live beside the corpus (``<corpus>-vqa/``,
-``<corpus>-retrieval/``: the corpus folder itself is checksummed by its MANIFEST), built once and
-atomically (a ``.partial`` folder renamed when complete).
+RefCOCO+: the corpus writes ``downstream/refexp_{split}.jsonl`` (an expression naming one object, its
+store region and box). Both splits become the refer toolkit's two files: ``refs(unc).p`` (a pickle, as
+the real one; split "train" and the held-out "val"; the expressions of one object form one ref) and
+COCO's ``instances.json`` (every object of those images as an annotation, ``bbox`` [x1, y1, x2 - x1,
+y2 - y1] of the store's inclusive-pixel box, so the ground-truth box is exactly one store region: the
+ground-truth-box track). COCO image ids are the image's index (held-out: + HELDOUT_IMAGE_ID_OFFSET);
+``file_name`` is the store's image id, which ``--image-id-template {file_stem}`` reads back.
+
+All go through ``vlengine data convert``'s converters (--from vqa, --from karpathy, --from refcoco), so a
+run reads exactly what a user's run on the real files reads. The sets live beside the corpus
+(``<corpus>-vqa/``, ``<corpus>-retrieval/``, ``<corpus>-refcoco/``: the corpus folder itself is
+checksummed by its MANIFEST), built once and atomically (a ``.partial`` folder renamed when complete).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from .grammar import COUNT_WORDS
 SPLITS = ("train", "heldout")
 IMAGE_ID_TEMPLATE = "{data_subtype}-{image_id:06d}"   # the corpus store's image names, e.g. train-000012
 RETRIEVAL_IMAGES = 100                                 # held-out images of the retrieval test (x 5 captions)
+REFCOCO_SPLITS = {"train": "train", "heldout": "val"}   # corpus split -> the refs' split
+HELDOUT_IMAGE_ID_OFFSET = 1_000_000                    # COCO image ids are unique across splits
 
 
 def _answer_type(answer: str) -> str:
@@ -132,3 +142,64 @@ def ensure_embedded_retrieval(corpus_dir: str) -> dict[str, tuple[str, str]]:
 
     _built_once(out, build)
     return {split: (os.path.join(out, f"retrieval-{split}"), store) for split, store in stores.items()}
+
+
+def _refer_files(corpus_dir: str, out_dir: str) -> tuple[str, str]:
+    """The refer toolkit's ``refs(unc).p`` and COCO's ``instances.json`` of the corpus's expressions."""
+    import pickle
+
+    from ..store import open_store
+
+    refs, annotations, images, next_sent_id = [], [], [], 0
+    for split, ref_split in REFCOCO_SPLITS.items():
+        store = open_store(os.path.join(corpus_dir, split))
+        offset = HELDOUT_IMAGE_ID_OFFSET if split == "heldout" else 0
+        by_object: dict[tuple[int, int], dict] = {}
+        with open(os.path.join(corpus_dir, "downstream", f"refexp_{split}.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                image, region = int(row["image_index"]), int(row["region"])
+                ref = by_object.get((image, region))
+                if ref is None:
+                    ref = by_object[(image, region)] = {
+                        "ref_id": len(refs), "ann_id": (offset + image) * 100 + region, "image_id": offset + image,
+                        "split": ref_split, "category_id": int(store.image(image)["labels"][region]),
+                        "sentences": []}
+                    refs.append(ref)
+                ref["sentences"].append({"sent": row["expression"], "raw": row["expression"],
+                                         "tokens": row["expression"].split(), "sent_id": next_sent_id})
+                next_sent_id += 1
+        for image in sorted({image for image, _ in by_object}):
+            record = store.image(image)
+            height, width = (int(v) for v in record["image_size"])
+            images.append({"id": offset + image, "file_name": f"{record['image_id']}.jpg", "height": height,
+                           "width": width})
+            for region in range(1, record["num_boxes"]):   # region 0 is the whole image, not an object
+                x1, y1, x2, y2 = (float(v) for v in record["boxes"][region])
+                annotations.append({"id": (offset + image) * 100 + region, "image_id": offset + image,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "category_id": int(record["labels"][region])})
+    refs_path, instances_path = os.path.join(out_dir, "refs(unc).p"), os.path.join(out_dir, "instances.json")
+    with open(refs_path, "wb") as f:
+        pickle.dump(refs, f, protocol=2)   # the protocol Python 2 wrote the real file with
+    with open(instances_path, "w", encoding="utf-8") as f:
+        json.dump({"images": images, "annotations": annotations}, f)
+    return refs_path, instances_path
+
+
+def ensure_embedded_refcoco(corpus_dir: str) -> dict[str, tuple[str, str]]:
+    """{"train" | "val": (annotation set, region store)} of the corpus's referring expressions, converted
+    with ``--from refcoco`` (the ground-truth-box track; built on first use)."""
+    from ..convert.annotation_base import convert_annotations
+    from ..convert.refcoco import RefcocoSource
+
+    out = os.path.abspath(corpus_dir).rstrip(os.sep) + "-refcoco"
+    stores = {ref_split: os.path.join(corpus_dir, split) for split, ref_split in REFCOCO_SPLITS.items()}
+
+    def build(work: str) -> None:
+        refs, instances = _refer_files(corpus_dir, os.path.join(work, "official"))
+        for split, store in stores.items():
+            convert_annotations(RefcocoSource(refs, instances, [split], image_id_template="{file_stem}"),
+                                os.path.join(work, f"refcoco-{split}"), images=store, progress=False)
+
+    _built_once(out, build)
+    return {split: (os.path.join(out, f"refcoco-{split}"), store) for split, store in stores.items()}

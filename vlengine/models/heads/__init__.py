@@ -7,6 +7,7 @@
     InterBertITMHead           InterBERT's MLP on text [CLS] x mean-pooled image output
     ImageQAHead                image QA over an answer set with soft-score BCE
     AnswerSlotHead             VL-BERT's VQA readout at the [MASK] answer slot (MLM transform + classifier)
+    RegionScoreHead            RefCOCO+: one score per region output (VL-BERT's transform + Linear(H, 1), or a Linear)
     PooledPairClassifier       NLVR2: two encodings' pooled outputs concatenated -> MLP -> classes
     ContrastiveProjection      CSS-BERT's sentence / image projections for the contrastive loss op
 """
@@ -22,9 +23,10 @@ from .pair_classification import ITMHead, NSPHead
 from .pooled_pair import PooledPairClassifier
 from .region_classification import RegionClassificationHead
 from .region_regression import RegionFeatureRegressionHead
+from .region_score import RegionScoreHead
 from .transform import PredictionTransform
 
 __all__ = ["ContrastiveProjection", "ITMHead", "ImageQAHead", "InterBertITMHead", "MaskedLMHead", "NSPHead",
            "AnswerSlotHead", "PooledPairClassifier",
-           "PredictionTransform", "RegionClassificationHead", "RegionFeatureRegressionHead",
+           "PredictionTransform", "RegionClassificationHead", "RegionFeatureRegressionHead", "RegionScoreHead",
            "fused_linear_cross_entropy"]

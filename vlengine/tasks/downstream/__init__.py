@@ -1,11 +1,12 @@
-"""Downstream tasks: VQA v2, GQA, NLVR2 and image-text retrieval, from converted annotation sets
-(``vlengine data convert --from vqa|gqa|nlvr2|karpathy``) and a region-feature store.
+"""Downstream tasks: VQA v2, GQA, NLVR2, image-text retrieval and RefCOCO+ grounding, from converted
+annotation sets (``vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco``) and a region-feature store.
 
-    datasets    VqaDataset, GqaDataset (answer_datasets.py), Nlvr2Dataset, RetrievalDataset:
+    datasets    VqaDataset, GqaDataset (answer_datasets.py), Nlvr2Dataset, RetrievalDataset, GroundingDataset:
                 items -> ``collate_downstream`` -> VLBatch (targets in ``batch.extras``)
     models      AnswerModel (head "answer_slot" = VL-BERT, "pooled_mlp" = UNITER/LXMERT/SemVLP;
                 loss "bce" soft scores x answers, or "ce"), Nlvr2Model, RetrievalModel
-                (ITM cross-encoder with in-batch hard negatives and/or contrastive dual encoder);
+                (ITM cross-encoder with in-batch hard negatives and/or contrastive dual encoder),
+                GroundingModel (a score per region; per-region BCE or softmax over the regions);
                 each has ``loss(batch)`` -> TaskOutput and ``predict(batch)``
     optimizer   head_lr_param_groups (head learning rate x multiplier)
     evaluation  predict_sharded (every example scored once over ranks, gathered on rank 0 by id),
@@ -17,6 +18,8 @@ from .answer_datasets import GqaDataset, VqaDataset
 from .answer_model import AnswerModel
 from .collate import collate_downstream, collate_for
 from .evaluate import predict_sharded
+from .grounding_dataset import GroundingDataset
+from .grounding_model import GroundingModel
 from .nlvr2_dataset import Nlvr2Dataset
 from .nlvr2_model import Nlvr2Model
 from .official import answers_from_classes, official_metrics, write_submission
@@ -26,7 +29,7 @@ from .retrieval_eval import evaluate_retrieval
 from .retrieval_model import RetrievalModel
 from .sharding import gather_results, shard_range
 
-__all__ = ["AnswerModel", "GqaDataset", "Nlvr2Dataset", "Nlvr2Model", "RetrievalDataset", "RetrievalModel",
+__all__ = ["AnswerModel", "GqaDataset", "GroundingDataset", "GroundingModel", "Nlvr2Dataset", "Nlvr2Model", "RetrievalDataset", "RetrievalModel",
            "VqaDataset", "answers_from_classes", "collate_downstream", "collate_for", "evaluate_retrieval",
            "gather_results", "head_lr_param_groups", "official_metrics", "predict_sharded", "shard_range",
            "write_submission"]

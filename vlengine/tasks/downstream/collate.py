@@ -6,6 +6,9 @@ Per-row extras (all tensors, ``batch.extras``):
   ``answer_scores`` [B, A] f32  soft targets (VQA: leave-one-out scores; GQA: 1 at the gold class)
   ``answer_label``  [B] int64   gold class (GQA), IGNORE_INDEX when unknown or out of vocabulary
   ``label``         [B] int64   binary label (NLVR2: 1 = True), IGNORE_INDEX when unlabelled
+  ``candidate_mask`` [B, R] bool  regions the grounding model may choose (RefCOCO; False on padding)
+  ``region_iou``    [B, R] f32  IoU of each region with the ground-truth box (0 on padding)
+  ``region_hit``    [B, R] bool that IoU counts under the task's comparison (False on padding)
 NLVR2 items hold two sides (``"sides"``): rows 2i and 2i + 1 of the batch are example i's
 (image 0, sentence) and (image 1, sentence); the example extras then have B / 2 rows.
 """
@@ -29,6 +32,11 @@ def _pad_rows(arrays, fill: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+# per-region extras, padded like the regions: (dtype, value on padding)
+REGION_EXTRAS = {"candidate_mask": (torch.bool, False), "region_iou": (torch.float32, 0.0),
+                 "region_hit": (torch.bool, False)}
+
+
 def _example_extras(examples: list[dict], num_answers: int | None) -> dict:
     extras = {"example_index": torch.tensor([int(e["example_index"]) for e in examples], dtype=torch.int64)}
     if "answer_slot" in examples[0]:
@@ -44,6 +52,12 @@ def _example_extras(examples: list[dict], num_answers: int | None) -> dict:
     for name in ("answer_label", "label"):
         if name in examples[0]:
             extras[name] = torch.tensor([int(e[name]) for e in examples], dtype=torch.int64)
+    for name, (dtype, fill) in REGION_EXTRAS.items():
+        if name in examples[0]:
+            padded = torch.full((len(examples), max(len(e[name]) for e in examples)), fill, dtype=dtype)
+            for row, e in enumerate(examples):
+                padded[row, :len(e[name])] = torch.as_tensor(e[name])
+            extras[name] = padded
     return extras
 
 

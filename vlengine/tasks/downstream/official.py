@@ -5,6 +5,8 @@ metric and submission file, with the metrics of ``vlengine.metrics`` run on the 
             ``[{"question_id", "answer"}]``
     GQA     class -> answer string; ``gqa_accuracy`` (balanced questions); ``[{"questionId", "prediction"}]``
     NLVR2   1/0 -> True/False; ``nlvr2_metrics`` (accuracy, consistency); CSV ``identifier,True|False``
+    RefCOCO region -> box; ``grounding_accuracy`` (with its IoU settings) beside the chance level of a
+            random candidate and the candidates' upper bound; ``[{"sent_id", "box" [x, y, w, h]}]``
 Splits without answers (test) give the submission only.
 """
 
@@ -15,6 +17,7 @@ import os
 from typing import Mapping
 
 from vlengine.metrics.gqa import gqa_accuracy, to_submission
+from vlengine.metrics.grounding import candidate_bounds, grounding_accuracy
 from vlengine.metrics.nlvr2 import nlvr2_metrics, write_predictions_csv
 from vlengine.metrics.vqa import to_results, vqa_accuracy
 
@@ -37,8 +40,31 @@ def answers_from_classes(predictions: Mapping, vocab) -> dict:
     return out
 
 
+def boxes_from_regions(predictions: Mapping, dataset) -> dict:
+    """{sentence id: chosen region} -> {sentence id: its box as corners [x1, y1, x2, y2]}."""
+    out = {}
+    for index in range(len(dataset)):
+        key = dataset.example_id(index)
+        if key in predictions:
+            region = int(predictions[key])
+            if not dataset.candidates(index)[region]:
+                raise ValueError(f"prediction for {key!r} is region {region}, not one of the candidates")
+            out[key] = [float(v) for v in dataset.region_boxes(index)[region]]
+    return out
+
+
+def _grounding_metrics(boxes: Mapping, dataset) -> dict:
+    truth = {dataset.example_id(i): dataset.gt_box(i) for i in range(len(dataset))}
+    settings = {"convention": dataset.iou_convention, "comparison": dataset.iou_comparison}
+    metrics = grounding_accuracy(boxes, truth, **settings)
+    bounds = candidate_bounds((dataset.region_boxes(i)[dataset.candidates(i)] for i in range(len(dataset))),
+                              truth.values(), **settings)
+    return {**metrics, "chance_accuracy": bounds["chance"], "upper_bound": bounds["upper_bound"],
+            "track": dataset.track}
+
+
 def official_metrics(task: str, predictions: Mapping, dataset) -> dict | None:
-    """The official metric of ``predictions`` (answers for VQA/GQA, 0/1 for NLVR2) on the dataset's
+    """The official metric of ``predictions`` (answers for VQA/GQA, 0/1 for NLVR2, boxes for RefCOCO) on the dataset's
     records; None when the split carries no answers."""
     records = [dataset.record(i) for i in range(len(dataset))]
     if task == "vqa":
@@ -54,6 +80,8 @@ def official_metrics(task: str, predictions: Mapping, dataset) -> dict | None:
         if "label" not in records[0]:
             return None
         return nlvr2_metrics({k: bool(v) for k, v in predictions.items()}, records)
+    if task == "refcoco":
+        return _grounding_metrics(predictions, dataset)
     raise ValueError(f"no official metric for task {task!r} here (retrieval: evaluate_retrieval)")
 
 
@@ -65,4 +93,7 @@ def write_submission(task: str, predictions: Mapping, path: str) -> str:
         return _write_json(path, to_submission(predictions))
     if task == "nlvr2":
         return write_predictions_csv(path, {k: bool(v) for k, v in predictions.items()})
+    if task == "refcoco":
+        return _write_json(path, [{"sent_id": k, "box": [x1, y1, x2 - x1, y2 - y1]}
+                                  for k, (x1, y1, x2, y2) in predictions.items()])
     raise ValueError(f"no submission format for task {task!r}")

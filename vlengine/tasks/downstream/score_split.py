@@ -4,7 +4,7 @@ both call).
 
 Files written on rank 0 into ``out_dir`` (when given), named by ``name`` (e.g. "val", "val_step000500"):
   ``{name}_predictions.json|csv``   the task's official submission format (VQA results JSON, GQA
-                                    predictions JSON, NLVR2 CSV); retrieval has none
+                                    predictions JSON, NLVR2 CSV, RefCOCO boxes JSON); retrieval has none
   ``{name}_metrics.json``           the official metric (None for a split without answers)
 """
 
@@ -16,10 +16,11 @@ import os
 from vlengine.atomic import write_json
 
 from .evaluate import predict_sharded
-from .official import answers_from_classes, official_metrics, write_submission
+from .official import answers_from_classes, boxes_from_regions, official_metrics, write_submission
 from .retrieval_eval import evaluate_retrieval
 
-SUBMISSION_SUFFIX = {"vqa": "predictions.json", "gqa": "predictions.json", "nlvr2": "predictions.csv"}
+SUBMISSION_SUFFIX = {"vqa": "predictions.json", "gqa": "predictions.json", "nlvr2": "predictions.csv",
+                     "refcoco": "predictions.json"}
 
 
 def headline(task: str, metrics: dict | None) -> dict[str, float]:
@@ -33,6 +34,9 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
         return {"gqa_acc": metrics["accuracy"]}
     if task == "nlvr2":
         return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
+    if task == "refcoco":
+        return {"refcoco_acc": metrics["accuracy"], "refcoco_chance_acc": metrics["chance_accuracy"],
+                "refcoco_upper_bound": metrics["upper_bound"]}
     out = {}
     for mode in ("full", "two_stage", "dual_encoder"):
         if mode in metrics:
@@ -65,6 +69,8 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
         if answers is None:
             raise ValueError(f"scoring {task} needs the answer vocabulary of the model's classes")
         predictions = answers_from_classes(predictions, answers)
+    if task == "refcoco":
+        predictions = boxes_from_regions(predictions, dataset)
     metrics = official_metrics(task, predictions, dataset)
     if out_dir:
         write_submission(task, predictions, os.path.join(out_dir, f"{name}_{SUBMISSION_SUFFIX[task]}"))
