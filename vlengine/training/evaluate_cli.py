@@ -109,7 +109,7 @@ def _evaluate(argv: list[str]) -> int:
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(f"{task.name} on {split}: {len(dataset)} examples")
         for key, value in headline(task.name, metrics).items():
-            print(f"  {key:<36} {value:.2f}")
+            print(f"  {key:<36} {value:.0f}" if key.endswith("_passes") else f"  {key:<36} {value:.2f}")
         if metrics is None and task.name != "retrieval":
             print("  (the split has no answers: submission file only)")
         print(f"wrote {out}/{name}_*")

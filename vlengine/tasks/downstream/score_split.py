@@ -33,7 +33,8 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
         return {"gqa_acc": metrics["accuracy"]}
     if task == "nlvr2":
         return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
-    out = {}
+    out = {f"{mode}_itm_passes": float(metrics[f"{mode}_itm_pairs"]) for mode in ("full", "two_stage")
+           if f"{mode}_itm_pairs" in metrics}
     for mode in ("full", "two_stage", "dual_encoder"):
         if mode in metrics:
             out[f"{mode}_r_mean"] = metrics[mode]["r_mean"]
