@@ -209,7 +209,7 @@ def test_retrieval_fine_tunes_and_ranks_full_and_two_stage_and_a_pretraining_itm
               "--set", f"data.val={test}", "--set", f"data.val_images={test_images}", "--set", "train.max_steps=2",
               "--set", "eval.retrieval_k=3", world=1)
     with open(os.path.join(out, "eval", "val_step000000002_metrics.json")) as f:
-        metrics = json.load(f)
+        metrics = json.load(f)["metrics"]
     n_images, n_captions = metrics["images"], metrics["captions"]
     assert (n_images, n_captions) == (12, 60)             # the 12 held-out images, 5 captions each
     assert metrics["full_itm_pairs"] == n_images * n_captions

@@ -10,7 +10,6 @@ Files written on rank 0 into ``out_dir`` (when given), named by ``name`` (e.g. "
 
 from __future__ import annotations
 
-import json
 import os
 
 from vlengine.atomic import write_json
@@ -44,6 +43,11 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
     return out
 
 
+def _write_metrics(out_dir: str, name: str, task: str, examples: int, metrics: dict | None) -> None:
+    write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": examples, "metrics": metrics},
+               indent=1)
+
+
 def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 128, device="cpu",
                 cast=lambda b: b, out_dir: str | None = None, name: str = "val", retrieval_mode: str = "both",
                 retrieval_k: int = 128) -> dict | None:
@@ -57,7 +61,7 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
         metrics = evaluate_retrieval(model, dataset, mode=retrieval_mode, k=min(retrieval_k, dataset.num_images),
                                      batch_size=batch_size, device=device, cast=cast)
         if metrics is not None and out_dir:
-            write_json(os.path.join(out_dir, f"{name}_metrics.json"), metrics, indent=1)
+            _write_metrics(out_dir, name, task, len(dataset), metrics)
         return metrics
     predictions = predict_sharded(model, dataset, batch_size=batch_size, device=device, cast=cast)
     if predictions is None:
@@ -69,11 +73,5 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
     metrics = official_metrics(task, predictions, dataset)
     if out_dir:
         write_submission(task, predictions, os.path.join(out_dir, f"{name}_{SUBMISSION_SUFFIX[task]}"))
-        write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": len(dataset),
-                                                                    "metrics": metrics}, indent=1)
+        _write_metrics(out_dir, name, task, len(dataset), metrics)
     return metrics
-
-
-def read_metrics(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
