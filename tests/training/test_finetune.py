@@ -1,5 +1,5 @@
 """`vlengine finetune` / `vlengine evaluate` through the real commands, on a 24-image embedded corpus
-whose questions are written as VQA v2's official files and converted (vlengine/data/corpus/downstream_sets.py).
+whose questions are written as VQA v2's official files and converted (vlengine/tasks/downstream/embedded_sets.py).
 
 - 2 ranks (gloo): a run stopped at step 3 (train.max_steps) and continued by the same command without
   it ends with exactly the uninterrupted run's weights and held-out metrics.
@@ -34,7 +34,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(corpus, tmp_path_factory) -> str:
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_vqa
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_vqa
     sets = ensure_embedded_vqa(corpus)
     values = {
         "task": {"name": "vqa", "head": "answer_slot", "loss": "bce", "head_lr_multiplier": 10.0,
@@ -197,7 +197,7 @@ def test_a_hugging_face_bert_folder_starts_a_text_only_baseline(config, corpus, 
 
 def test_retrieval_fine_tunes_and_ranks_full_and_two_stage_and_a_pretraining_itm_head_ranks_zero_shot(
         config, corpus, tmp_path):
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_retrieval
     from vlengine.models import VLBert, VLConfig
     from vlengine.models.export import export_info_of, write_export
     from vlengine.models.heads import ITMHead

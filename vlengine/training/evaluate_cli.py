@@ -55,7 +55,7 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
     if task not in ("vqa", "retrieval"):
         raise UserError(f"--split is required for task {task} (an annotation set from vlengine data convert)")
     from vlengine.data import ensure_embedded_corpus
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval, ensure_embedded_vqa
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_retrieval, ensure_embedded_vqa
 
     root = ensure_embedded_corpus()
     if task == "retrieval":

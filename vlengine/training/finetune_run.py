@@ -41,7 +41,7 @@ def resolve_task_data(cfg: FinetuneConfig) -> TaskData:
     data = cfg.data
     if data.corpus == "embedded":
         from vlengine.data import ensure_embedded_corpus
-        from vlengine.data.corpus.downstream_sets import ensure_embedded_retrieval, ensure_embedded_vqa
+        from vlengine.tasks.downstream.embedded_sets import ensure_embedded_retrieval, ensure_embedded_vqa
 
         root = ensure_embedded_corpus(seed=data.corpus_seed)
         if cfg.task.name == "retrieval":
