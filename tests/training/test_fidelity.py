@@ -298,3 +298,69 @@ def test_interbert_zero_shot_retrieval_scores_with_its_two_input_itm_head(tmp_pa
     results = zero_shot_retrieval(objective, items, functools.partial(collate_items, pad_id=0), "cpu")
     assert results["retrieval_candidates"] == len(items)
     assert 0.0 <= results["retrieval_r1"] <= 1.0
+
+
+# ---- CSS-BERT -----------------------------------------------------------------------------------------
+
+def test_cssbert_in_batch_negatives_pair_half_the_rows_with_another_rows_image():
+    from vlengine.tasks.cssbert import with_in_batch_negatives
+    b = 4096
+    batch = _large_region_batch(b, r=4)
+    out = with_in_batch_negatives(batch, torch.Generator().manual_seed(9))
+    image_from, label = out.extras["nsp_image_from"], out.itm_label
+    assert within_three_sigma(int((label == 0).sum()), b, 0.5)
+    rows = torch.arange(b)
+    assert bool((image_from[label == 0] != rows[label == 0]).all())
+    assert torch.equal(image_from[label == 1], rows[label == 1])
+    with pytest.raises(ValueError, match="itm_negative_prob to 0"):
+        with_in_batch_negatives(batch.replace(itm_label=torch.zeros(b, dtype=torch.int64)), None)
+
+
+def test_cssbert_paper_needs_a_loader_without_negatives():
+    with pytest.raises(ConfigError, match="data.itm_negative_prob must be 0"):
+        _config("cssbert", "paper", data={"itm_negative_prob": 0.5})
+    assert _config("cssbert", "paper").data.itm_negative_prob == 0.0
+    assert _config("cssbert").data.itm_negative_prob == 0.5
+
+
+@pytest.mark.parametrize("nsp_negatives, matched", [("in_batch", 8), ("loader", 4)])
+def test_cssbert_contrastive_batch_is_every_matched_pair(monkeypatch, nsp_negatives, matched):
+    """PwCL sees all B pairs with in-batch NSP negatives (the paper), B/2 with the loader's negatives;
+    with in-batch negatives its inputs are the rows' own pairs, not the re-paired joint pass."""
+    import vlengine.ops
+    from vlengine.models import CSSBert, VLConfig
+    from vlengine.tasks.cssbert import CSSBertPretraining
+
+    seen = {}
+
+    def spy(e, f, *args, **kwargs):
+        seen["e"], seen["f"] = e, f
+        return (e * f).sum()
+
+    monkeypatch.setattr(vlengine.ops, "contrastive_loss", spy)
+    torch.manual_seed(0)
+    config = VLConfig.tiny(hidden_dropout=0.0, attention_dropout=0.0, visual_dropout=0.0)
+    objective = CSSBertPretraining(CSSBert(config), None, distributed=False, nsp_negatives=nsp_negatives).eval()
+    batch = _tiny_interbert_batch(8).replace(itm_label=None if nsp_negatives == "in_batch"
+                                             else torch.tensor([1, 0] * 4))
+    prepared = objective.prepare_batch(batch, "pretrain", torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        metrics = objective(prepared).metrics
+        own = objective.model(batch).extras
+    assert seen["e"].shape[0] == matched and "nsp_loss" in metrics
+    if nsp_negatives == "in_batch":
+        assert bool((prepared.itm_label == 0).any())
+        torch.testing.assert_close(seen["f"], own["image_embedding"])
+        torch.testing.assert_close(seen["e"], own["sentence_embedding"])
+
+
+def test_cssbert_printed_pwcl_is_the_posters_ratio_where_it_is_defined():
+    from vlengine.tasks.cssbert import printed_pwcl
+    rng = torch.Generator().manual_seed(11)
+    e = torch.rand(6, 5, generator=rng)                      # positive entries: every sum > 0
+    f = torch.rand(6, 5, generator=rng)
+    s = e @ f.T
+    expected = -torch.log(s.diagonal().sum() / (s.sum() - s.diagonal().sum()))
+    torch.testing.assert_close(printed_pwcl(e, f), expected)
+    assert printed_pwcl(e, -f) is None                       # a sum <= 0: the log is not defined
+    assert _config("cssbert", objective={"kind": "pwcl_printed"}).objective.kind == "pwcl_printed"

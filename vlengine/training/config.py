@@ -81,7 +81,7 @@ class PretrainConfig:
         if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
             ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
         notes = []
-        return cls(recipe=recipe, fidelity=fidelity,
+        cfg = cls(recipe=recipe, fidelity=fidelity,
                    model=ModelSection.from_mapping(values.get("model"), source, base_dir),
                    objective=_objective(recipe, values.get("objective"), source),
                    masking=_section(MaskingSection, values.get("masking"), source, "masking"),
@@ -90,6 +90,8 @@ class PretrainConfig:
                    train=_train(values.get("train"), source, notes),
                    eval=_section(EvalSection, values.get("eval"), source, "eval"),
                    source=source, notes=notes, filled=filled)
+        _check_across_sections(cfg, source)
+        return cfg
 
     @classmethod
     def from_file(cls, path: str) -> "PretrainConfig":
@@ -163,6 +165,18 @@ def apply_overrides(cfg, assignments: list[str], sections: tuple[str, ...]):
         cfg.notes = notes + cfg.notes
         cfg.source = origin
     return cfg
+
+
+def _check_across_sections(cfg: PretrainConfig, source: str) -> None:
+    """Settings of two sections that only work together."""
+    if cfg.recipe == "cssbert" and cfg.objective.nsp_negatives == "in_batch":
+        if cfg.data.itm_negative_prob > 0:
+            raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' forms NSP's negatives in the batch and "
+                              f"reads every loader pair as matched: data.itm_negative_prob must be 0, got "
+                              f"{cfg.data.itm_negative_prob}")
+        if cfg.objective.contrastive_inputs != "separate":
+            raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' needs objective.contrastive_inputs "
+                              "'separate' (the joint pass of a re-paired row is no matched pair)")
 
 
 def _section(cls, mapping, source: str, name: str):

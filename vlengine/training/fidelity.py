@@ -40,6 +40,9 @@ DEPARTURES = (
     Departure("interbert", "objective.itm_image", "img_token", "region_mean"),
     Departure("interbert", "objective.stage_one_itm", True, False),
     Departure("interbert", "objective.stage_one_share", 1.0 / 3.0, 0.0, unless="objective.stage_two_step"),
+    # CSS-BERT (seed 000): PwCL over every pair of the batch; NSP's negatives then formed in the batch
+    Departure("cssbert", "objective.nsp_negatives", "in_batch", "loader"),
+    Departure("cssbert", "data.itm_negative_prob", 0.0, 0.5),
 )
 
 

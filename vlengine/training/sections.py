@@ -128,9 +128,10 @@ class CSSBertObjective:
     nsp_weight: float = 1.0
     pwcl_weight: float = 1.0
     temperature: float = 0.07
-    kind: Literal["pwcl", "infonce"] = "pwcl"
+    kind: Literal["pwcl", "infonce", "pwcl_printed"] = "pwcl"   # pwcl_printed: the poster's raw-dot ratio
     distributed: bool = True
     contrastive_inputs: str = "separate"
+    nsp_negatives: Literal["loader", "in_batch"] = "loader"   # NSP's random half (in_batch: PwCL sees all pairs)
 
 
 OBJECTIVES = {"vlbert": VLBertObjective, "interbert": InterBertObjective, "semvlp": SemVLPObjective,

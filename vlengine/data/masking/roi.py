@@ -21,9 +21,9 @@ class RoIMasking:
     and kept otherwise, and every selected region is a classification target.
     The region at ``whole_image_index`` (VL-BERT puts the whole-image box at
     0) is never selected in a row where it is a whole-image box (it spans the
-    image to within a pixel); in a row whose region there is an ordinary RoI
-    (a store converted without the whole-image box) it is masked like any
-    other. Without ``region_boxes`` and ``image_size`` to check, it is never
+    image, to within 2 pixels or 2%); in a row whose region there is an
+    ordinary RoI (a store converted without the whole-image box) it is masked
+    like any other. Without ``region_boxes`` and ``image_size`` to check, it is never
     selected. ``None``: no region is kept out.
 
     targets: "soft" (VL-BERT: soft cross-entropy against the detector's
