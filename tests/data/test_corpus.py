@@ -154,31 +154,3 @@ def test_ensure_embedded_corpus_builds_once(tmp_path, monkeypatch):
     assert os.path.getmtime(os.path.join(root, "MANIFEST.json")) == stamp  # not rebuilt
     with pytest.raises(ValueError, match="num_train"):
         build_embedded_corpus(str(tmp_path / "x"), num_train=0)
-
-
-def test_the_questions_as_vqa_v2_official_files_converted_like_a_users(small_corpus, tmp_path):
-    """ensure_embedded_vqa: the questions become VQA v2's two files, go through `data convert --from vqa`'s
-    converter, and each record names its own image of the store (the template maps image ids to it)."""
-    import shutil
-
-    from vlengine.data.annotations import open_annotations
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_vqa
-
-    corpus = str(tmp_path / "corpus")
-    shutil.copytree(small_corpus, corpus)          # the sets are written beside the corpus folder
-    sets = ensure_embedded_vqa(corpus)
-    assert ensure_embedded_vqa(corpus) == sets      # built once
-    rows = [json.loads(l) for l in open(os.path.join(corpus, "downstream", "vqa_heldout.jsonl"))]
-    held = open_store(os.path.join(corpus, "heldout"))
-    annotations = open_annotations(sets["heldout"])
-    assert len(annotations) == len(rows)
-    images = annotations.image_indices(held)[:, 0]
-    types = set()
-    for i, row in enumerate(rows):
-        record = annotations[i]
-        assert record["text"] == row["question"] and record["answers"] == [row["answer"]] * 10
-        assert images[i] == row["image_index"]
-        types.add(record["answer_type"])
-        assert record["answer_type"] == ("yes/no" if row["answer"] in ("yes", "no") else
-                                         "number" if row["question"].startswith("how many") else "other")
-    assert types == {"yes/no", "number", "other"}

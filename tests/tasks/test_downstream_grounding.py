@@ -125,3 +125,28 @@ def test_a_split_scored_end_to_end_reports_its_settings_chance_and_submission(to
     strict = GroundingDataset(toy.annotations, toy.store, toy.tokenizer, iou_convention="continuous",
                               iou_comparison=">")
     assert score_split(model, strict, "refcoco", batch_size=4)["iou_convention"] == "continuous"
+
+
+def test_the_embedded_corpus_expressions_are_refer_files_whose_boxes_are_store_regions(tmp_path):
+    import os
+
+    from vlengine.data import load_tokenizer
+    from vlengine.data.corpus import build_embedded_corpus
+    from vlengine.data.convert.refcoco import load_refs
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_refcoco
+
+    corpus = build_embedded_corpus(str(tmp_path / "c"), seed=1, num_train=10, num_heldout=6, num_text_documents=1)
+    sets = ensure_embedded_refcoco(corpus)
+    assert ensure_embedded_refcoco(corpus) == sets                                  # built once
+    official = os.path.join(os.path.dirname(sets["val"][0]), "official")
+    refs = load_refs(os.path.join(official, "refs(unc).p"))                         # the refusing unpickler reads it
+    assert {r["split"] for r in refs} == {"train", "val"}
+    data = GroundingDataset(*sets["val"], load_tokenizer(os.path.join(corpus, "vocab.txt")))
+    with open(os.path.join(corpus, "downstream", "refexp_heldout.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(data) == len(rows) > 0
+    for i, row in enumerate(rows):
+        item = data[i]
+        assert data.record(i)["text"] == row["expression"] and item["image_index"] == row["image_index"]
+        assert item["region_iou"][row["region"]] == 1.0 and item["candidate_mask"][row["region"]]
+        assert not item["candidate_mask"][0]                                         # the whole image

@@ -1,5 +1,5 @@
 """`vlengine finetune` / `vlengine evaluate` through the real commands, on a 24-image embedded corpus
-whose questions are written as VQA v2's official files and converted (vlengine/data/corpus/downstream_sets.py).
+whose questions are written as VQA v2's official files and converted (vlengine/tasks/downstream/embedded_sets.py).
 
 - 2 ranks (gloo): a run stopped at step 3 (train.max_steps) and continued by the same command without
   it ends with exactly the uninterrupted run's weights and held-out metrics.
@@ -34,7 +34,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(corpus, tmp_path_factory) -> str:
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_vqa
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_vqa
     sets = ensure_embedded_vqa(corpus)
     values = {
         "task": {"name": "vqa", "head": "answer_slot", "loss": "bce", "head_lr_multiplier": 10.0,
@@ -193,3 +193,40 @@ def test_a_hugging_face_bert_folder_starts_a_text_only_baseline(config, corpus, 
                        "--set", "task.with_image=false", world=1)
     assert f"init: BERT {tmp_path / 'bert'}: " in output and "images removed (question-only baseline)" in output
     assert "vqa_acc" in _results(str(tmp_path / "run"))["eval"]
+
+
+def test_retrieval_fine_tunes_and_ranks_full_and_two_stage_and_a_pretraining_itm_head_ranks_zero_shot(
+        config, corpus, tmp_path):
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_retrieval
+    from vlengine.models import VLBert, VLConfig
+    from vlengine.models.export import export_info_of, write_export
+    from vlengine.models.heads import ITMHead
+
+    sets = ensure_embedded_retrieval(corpus)              # Karpathy's JSON of the corpus, converted
+    (train, images), (test, test_images) = sets["train"], sets["test"]
+    out = str(tmp_path / "run")
+    _finetune(config, out, "--task", "retrieval", "--set", f"data.train={train}", "--set", f"data.images={images}",
+              "--set", f"data.val={test}", "--set", f"data.val_images={test_images}", "--set", "train.max_steps=2",
+              "--set", "eval.retrieval_k=3", world=1)
+    with open(os.path.join(out, "eval", "val_step000000002_metrics.json")) as f:
+        metrics = json.load(f)["metrics"]
+    n_images, n_captions = metrics["images"], metrics["captions"]
+    assert (n_images, n_captions) == (12, 60)             # the 12 held-out images, 5 captions each
+    assert metrics["full_itm_pairs"] == n_images * n_captions
+    assert metrics["two_stage_itm_pairs"] <= (n_images + n_captions) * 3
+    for mode in ("full", "two_stage", "dual_encoder"):
+        assert 0 <= metrics[mode]["r_mean"] <= 100
+
+    with open(os.path.join(corpus, "vocab.txt")) as f:
+        vocab = f.read()
+    backbone = VLBert(VLConfig.tiny(vocab_size=len(vocab.split()), hidden_size=32, num_layers=1, num_heads=2,
+                                    intermediate_size=64, region_feature_size=2048, geometry_frequencies=8,
+                                    max_position_embeddings=64))
+    itm = ITMHead(backbone.config)
+    export = str(tmp_path / "pretrained.safetensors")
+    write_export(export, {**{f"model.{k}": v for k, v in backbone.state_dict().items()},
+                          **{f"itm.{k}": v for k, v in itm.state_dict().items()}},
+                 export_info_of(backbone, recipe="vlbert", extra={"vocab": vocab}))
+    codes, output = vlengine("evaluate", "--task", "retrieval", "--checkpoint", export, "--split", test,
+                             "--images", test_images, "--retrieval-mode", "full", "--out", str(tmp_path / "zs"))
+    assert codes == [0] and "full_text_to_image_R1" in output and "full_itm_passes" in output, output[-2000:]

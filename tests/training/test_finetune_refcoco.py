@@ -1,6 +1,6 @@
 """`vlengine finetune --task refcoco` / `vlengine evaluate` through the real commands, on a 24-image
 embedded corpus whose referring expressions are written as the refer toolkit's refs(unc).p + COCO's
-instances.json and converted with --from refcoco (vlengine/data/corpus/downstream_sets.py).
+instances.json and converted with --from refcoco (vlengine/tasks/downstream/embedded_sets.py).
 
 - 2 ranks (gloo): a run stopped at step 3 and continued by the same command ends with exactly the
   uninterrupted run's weights and held-out grounding metrics.
@@ -27,7 +27,7 @@ TOTAL_STEPS = 6
 
 @pytest.fixture(scope="module")
 def config(corpus, tmp_path_factory) -> str:
-    from vlengine.data.corpus.downstream_sets import ensure_embedded_refcoco
+    from vlengine.tasks.downstream.embedded_sets import ensure_embedded_refcoco
     sets = ensure_embedded_refcoco(corpus)
     (train, images), (val, val_images) = sets["train"], sets["val"]
     values = {

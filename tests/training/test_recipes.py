@@ -35,10 +35,10 @@ def _env_without_rank_variables() -> dict:
     return env
 
 
-def _config(corpus, recipe, objective, masking, data, tmp_path):
+def _config(corpus, recipe, objective, masking, data, tmp_path, fidelity="released"):
     from vlengine.training.config import PretrainConfig
     return PretrainConfig.from_dict({
-        "recipe": recipe, "model": TINY_MODEL, "objective": objective, "masking": masking,
+        "recipe": recipe, "fidelity": fidelity, "model": TINY_MODEL, "objective": objective, "masking": masking,
         "data": {"corpus": corpus, **data},
         "deepspeed": {"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0, "zero_optimization": {"stage": 1}},
         "train": {"total_steps": 4, "warmup_steps": 1, "lr": 1e-3, "log_every": 2, "output_dir": str(tmp_path),
@@ -78,6 +78,23 @@ def test_recipe_trains_through_deepspeed(corpus, recipe, tmp_path):
         for key in ("attr_mlm_acc_with_image", "attr_mlm_acc_without_image", "masked_region_acc", "retrieval_r1"):
             assert 0.0 <= ev[key] <= 1.0
         assert os.listdir(os.path.join(str(tmp_path), "tensorboard"))
+
+
+@pytest.mark.parametrize("recipe", ["vlbert", "interbert", "cssbert"])
+def test_paper_form_trains_through_deepspeed(corpus, recipe, tmp_path):
+    """`fidelity: paper` (train/README.md, "Paper and released code"): VL-BERT's corner geometry and
+    whole-embedding RoI mask, InterBERT's one-modality masking and [IMG] ITM, CSS-BERT's in-batch NSP
+    negatives (the loader then gives matched pairs only)."""
+    from vlengine.training.run import run_pretraining
+    objective, masking, data = RECIPES[recipe]
+    if recipe == "cssbert":
+        data = {k: v for k, v in data.items() if k != "itm_negative_prob"}
+    cfg = _config(corpus, recipe, objective, masking, data, tmp_path, fidelity="paper")
+    result = run_pretraining(cfg, log=lambda *_: None)
+    assert result.final_step == 4 and all(math.isfinite(x) for x in result.losses)
+    expected = {"vlbert": {"mlm_loss", "mrc_loss", "itm_loss"}, "interbert": {"itm_loss"},
+                "cssbert": {"mlm_loss", "nsp_loss", "pwcl_loss"}}[recipe]
+    assert expected <= set(result.last_metrics)
 
 
 def test_main_job_cli_end_to_end(corpus, tmp_path):

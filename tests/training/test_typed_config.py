@@ -72,7 +72,20 @@ def test_objective_keys_depend_on_the_recipe():
         PretrainConfig.from_dict({"recipe": "vlbert", "objective": {"stage_two_step": 10}})
 
 
-@pytest.mark.parametrize("name", sorted(n for n in os.listdir(shipped_config_dir()) if n.endswith(".yaml")))
+FINETUNE_CONFIGS = sorted([n for n in os.listdir(shipped_config_dir()) if n.startswith("finetune_")]
+                          + [os.path.join("finetune", n) for n in os.listdir(os.path.join(shipped_config_dir(), "finetune"))])
+
+
+@pytest.mark.parametrize("name", FINETUNE_CONFIGS)
+def test_the_printed_finetune_config_loads_back_to_the_same_run(name):
+    from vlengine.training.finetune_config import FinetuneConfig
+    cfg = FinetuneConfig.from_file(os.path.join(shipped_config_dir(), name))
+    again = FinetuneConfig.from_dict(cfg.to_dict(), source="printed")
+    assert again.to_dict() == cfg.to_dict() and again.deepspeed_config == cfg.deepspeed_config
+
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(shipped_config_dir())
+                                        if n.endswith(".yaml") and not n.startswith("finetune_")))
 def test_the_printed_config_loads_back_to_the_same_run(name):
     cfg = PretrainConfig.from_file(os.path.join(shipped_config_dir(), name))
     again = PretrainConfig.from_dict(cfg.to_dict(), source="printed")

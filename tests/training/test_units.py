@@ -150,7 +150,7 @@ def test_settings_and_config_reject_typos_and_bad_values(tmp_path):
 
 def test_every_shipped_recipe_config_parses():
     root = os.path.join(os.path.dirname(__file__), "..", "..", "train", "configs")
-    names = sorted(n for n in os.listdir(root) if n.endswith(".yaml"))
+    names = sorted(n for n in os.listdir(root) if n.endswith(".yaml") and not n.startswith("finetune_"))
     assert len(names) >= 10
     recipes = set()
     for name in names:

@@ -17,6 +17,10 @@ from ..atomic import write_json
 _ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 _ATTENTION = ("sdpa", "eager")
 PRESETS = ("base", "large", "tiny")
+MASKED_REGION_EMBEDDINGS = ("appearance", "visual")
+# The 4-d box vector VL-BERT embeds. The paper (seed 001, sec. 3.2) writes the corners,
+# (x_LT/W, y_LT/H, x_RB/W, y_RB/H); the released code embeds the centre and the size.
+BOX_FORMS = ("centre_size", "corners")
 
 
 @dataclass
@@ -43,6 +47,10 @@ class VLConfig:
     region_feature_size: int = 2048
     geometry_frequencies: int = 256        # sin and cos of 256 frequencies x 4 coordinates = 2048
     geometry_wave_length: float = 1000.0
+    # VL-BERT, paper vs released code (both kept; see train/README.md, "Paper and released code"):
+    box_geometry: str = "centre_size"      # the embedded box vector: "centre_size" (code) or "corners" (paper 3.2)
+    masked_region_embedding: str = "appearance"  # a masked RoI: its 2048-d appearance replaced, geometry kept
+    #                                      (code), or its whole visual feature embedding replaced ("visual", 3.3)
     visual_dropout: float = 0.1            # VL-BERT: Dropout before Linear(4096, hidden)
     # VL-BERT's released code adds the visual term through a LayerNorm whose
     # weight starts at 0, so the untrained model is exactly the text BERT.
@@ -83,6 +91,11 @@ class VLConfig:
         for name in ("hidden_dropout", "attention_dropout", "visual_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"VLConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.box_geometry not in BOX_FORMS:
+            raise ValueError(f"VLConfig.box_geometry must be one of {BOX_FORMS}, got {self.box_geometry!r}")
+        if self.masked_region_embedding not in MASKED_REGION_EMBEDDINGS:
+            raise ValueError(f"VLConfig.masked_region_embedding must be one of {MASKED_REGION_EMBEDDINGS}, "
+                             f"got {self.masked_region_embedding!r}")
         if self.type_vocab_size < 3:
             raise ValueError("VLConfig.type_vocab_size must be >= 3 (segments A, B and C)")
         if self.cross_attention_start < 0:   # >= num_layers is allowed: a SemVLP without cross-attention

@@ -43,13 +43,20 @@ class CSSBert(VLBert):
         from .init import init_bert_weights
         init_bert_weights(self.projection, config.initializer_range)
 
-    def forward(self, batch: VLBatch) -> VLOutput:
+    def forward(self, batch: VLBatch, contrastive_batch: VLBatch | None = None) -> VLOutput:
+        """``contrastive_batch``: the pairs E' and F' come from when they are not ``batch``'s own
+        (CSS-BERT with NSP negatives formed in the batch: ``batch`` pairs some captions with other
+        rows' images, the contrastive passes read the matched pairs); "separate" inputs only."""
         out = super().forward(batch)
         if batch.region_boxes is None:
             return out   # a text-only batch has no image side
         if self.contrastive_inputs == "joint":
+            if contrastive_batch is not None:
+                raise ValueError("CSSBert: contrastive_batch needs contrastive_inputs='separate' (the joint "
+                                 "pass of a re-paired batch has no matched pairs)")
             sentence, image = out.pooled, out.image
         else:
+            batch = batch if contrastive_batch is None else contrastive_batch
             no_regions = batch.replace(region_features=None, region_boxes=None, region_valid=None,
                                        region_masked=None, images=None, text_only=None)
             sentence = super().forward(no_regions).pooled

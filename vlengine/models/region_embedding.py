@@ -16,12 +16,13 @@ class RegionFeatureProjection(nn.Module):
         super().__init__()
         self.num_frequencies = config.geometry_frequencies
         self.wave_length = config.geometry_wave_length
+        self.box_form = config.box_geometry
         self.dropout = nn.Dropout(config.visual_dropout)
         self.linear = nn.Linear(config.region_feature_size + config.geometry_size, config.hidden_size)
 
     def forward(self, appearance: torch.Tensor, boxes: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
         """appearance [B, R, F], boxes [B, R, 4] pixels, image_size [B, 2] -> [B, R, H]."""
-        geometry = box_geometry_embedding(boxes, image_size, self.num_frequencies, self.wave_length)
+        geometry = box_geometry_embedding(boxes, image_size, self.num_frequencies, self.wave_length, self.box_form)
         weight_dtype = self.linear.weight.dtype
         x = torch.cat((appearance.to(weight_dtype), geometry.to(weight_dtype)), dim=-1)
         return torch.relu(self.linear(self.dropout(x)))

@@ -29,7 +29,9 @@ class VLBert(nn.Module):
     (appearance ++ sin/cos geometry -> Linear -> ReLU). Both visual terms enter
     through LayerNorms whose weight starts at ``config.visual_ln_init`` (0 in the
     released code, so the untrained model equals its text BERT). Masked regions
-    (``batch.region_masked``) get a learned appearance vector; text-only rows get
+    (``batch.region_masked``) get a learned appearance vector (or, with
+    ``config.masked_region_embedding="visual"``, the paper's form: a learned vector
+    in place of their whole visual feature embedding); text-only rows get
     a learned visual embedding and no regions and no [END].
 
     Args:
@@ -48,7 +50,13 @@ class VLBert(nn.Module):
         self.visual_ln_region = nn.LayerNorm(h, eps=config.layer_norm_eps)
         self.region_token = nn.Parameter(torch.empty(h))              # "object linguistic embedding"
         self.end_token = nn.Parameter(torch.empty(h))
-        self.mask_region_feature = nn.Parameter(torch.empty(config.region_feature_size))
+        # A masked RoI: the released code replaces its 2048-d appearance (geometry kept); the paper
+        # (sec. 3.3) its whole visual feature embedding. Only the vector in use exists, so a
+        # released-form checkpoint keeps its keys and no parameter goes without a gradient.
+        if config.masked_region_embedding == "visual":
+            self.mask_region_embedding = nn.Parameter(torch.empty(h))
+        else:
+            self.mask_region_feature = nn.Parameter(torch.empty(config.region_feature_size))
         self.text_only_visual = nn.Parameter(torch.empty(h))
         self.encoder = Encoder(config, config.num_layers)
         self.pooler = Pooler(h)
@@ -62,11 +70,17 @@ class VLBert(nn.Module):
         init_bert_weights(self.region_projection, std)
         init_bert_weights(self.encoder, std)
         init_bert_weights(self.pooler, std)
-        for p in (self.region_token, self.end_token, self.mask_region_feature, self.text_only_visual):
+        for p in (self.region_token, self.end_token, self._mask_vector(), self.text_only_visual):
             nn.init.normal_(p, 0.0, std)
         for ln in (self.visual_ln_text, self.visual_ln_region):
             nn.init.constant_(ln.weight, self.config.visual_ln_init)
             nn.init.zeros_(ln.bias)
+
+    def _mask_vector(self) -> nn.Parameter:
+        """The learned vector a masked RoI gets (its appearance, or its whole visual feature embedding)."""
+        if self.config.masked_region_embedding == "visual":
+            return self.mask_region_embedding
+        return self.mask_region_feature
 
     # ---- inputs ----
     def _region_features(self, batch: VLBatch):
@@ -110,8 +124,13 @@ class VLBert(nn.Module):
             image_size = batch.image_size
             text_visual = self.region_projection(whole.unsqueeze(1), whole_image_boxes(image_size), image_size)[:, 0]
             text_visual = torch.where(has_regions.unsqueeze(1), text_visual, self.text_only_visual)
-            appearance = torch.where(masked.unsqueeze(-1), self.mask_region_feature.to(features.dtype), features)
-            regions = self.visual_ln_region(self.region_projection(appearance, batch.region_boxes, image_size))
+            if cfg.masked_region_embedding == "visual":
+                visual = self.region_projection(features, batch.region_boxes, image_size)
+                visual = torch.where(masked.unsqueeze(-1), self.mask_region_embedding.to(visual.dtype), visual)
+            else:
+                appearance = torch.where(masked.unsqueeze(-1), self.mask_region_feature.to(features.dtype), features)
+                visual = self.region_projection(appearance, batch.region_boxes, image_size)
+            regions = self.visual_ln_region(visual)
             region_pos = self.embeddings.position_embeddings(text_len).unsqueeze(1)   # one position for all
             segment_c = self.embeddings.token_type_embeddings.weight[SEGMENT_C]
             regions = regions + self.region_token + region_pos + segment_c

@@ -64,6 +64,11 @@ class PretrainObjective(nn.Module):
         masker = self.maskers[task]
         return batch if masker is None else masker(batch, generator)
 
+    def itm_logits(self, out) -> torch.Tensor:
+        """[B, 2] image-text match logits from a forward's output, for objectives with an ITM head:
+        the pooled [CLS] output here; InterBERT's head reads two summaries and overrides this."""
+        return self.itm(out.pooled)
+
     def mlm_term(self, text_hidden: torch.Tensor, batch: VLBatch, name: str = "mlm"):
         """(loss, {name_loss, name_acc}) of the masked tokens."""
         return mlm_term(self.mlm, text_hidden, batch.mlm_labels, name)

@@ -162,7 +162,7 @@ def zero_shot_retrieval(objective, items: list[dict], collate, device, batch_siz
             rows.append(row)
         batch = cast(collate(rows).to(device))
         out = objective.model(batch)
-        logits = objective.itm(out.pooled).float()
+        logits = objective.itm_logits(out).float()
         scores[start:start + len(chunk)] = (logits[:, 1] - logits[:, 0]).cpu()
     matrix = scores.view(n, n)  # [caption i, image j]
     truth = torch.arange(n)

@@ -2,10 +2,15 @@
 
 Two stages, switched by step (`vlengine.training.task_mixing.StagedTaskMixer`):
   * "mlm_mom": token-level MLM + masked object modelling (region classification),
-    the paper's first stage;
+    the paper's first stage, with ITM when ``stage_one_itm`` (the paper's
+    ablation, sec. 4.6: "first pretrained with MLM+MOM+ITM for 5 epochs");
   * "msm_mrm_itm": masked segment modelling (span masking), masked region
-    modelling with IoU-neighbourhood masking, and image-text matching on
-    (text [CLS] output) x (mean image output), with conditional masking.
+    modelling with IoU-neighbourhood masking, and image-text matching, with
+    conditional masking.
+ITM multiplies the text [CLS] output with the image summary ``itm_image``:
+"img_token", the output at the [IMG] position (the mean-pooled object
+representation; the paper, sec. 3.3), or "region_mean", the mean of the region
+outputs (the engine's earlier form).
 Which tokens/regions are masked is the masking policy's job: `maskers[task]`.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import torch
 from torch import nn
 
 from vlengine.batch import VLBatch
@@ -23,6 +29,7 @@ from .output import TaskOutput
 from .terms import pair_term, region_class_term
 
 TASKS = ("mlm_mom", "msm_mrm_itm")
+ITM_IMAGE = ("region_mean", "img_token")
 
 
 class InterBertPretraining(PretrainObjective):
@@ -32,8 +39,12 @@ class InterBertPretraining(PretrainObjective):
     paper = "InterBERT"
 
     def __init__(self, model: nn.Module, maskers: Mapping[str, Masker], mrm_weight: float = 1.0,
-                 itm_weight: float = 1.0, soft_region_targets: bool = True):
+                 itm_weight: float = 1.0, soft_region_targets: bool = True, stage_one_itm: bool = False,
+                 itm_image: str = "region_mean"):
         super().__init__(model, maskers)
+        if itm_image not in ITM_IMAGE:
+            raise ValueError(f"InterBertPretraining: itm_image must be one of {ITM_IMAGE}, got {itm_image!r}")
+        self.stage_one_itm, self.itm_image = bool(stage_one_itm), itm_image
         config = model.config
         self.mrc = RegionClassificationHead(config)
         self.itm = InterBertITMHead(config)
@@ -49,10 +60,15 @@ class InterBertPretraining(PretrainObjective):
             region_loss, m = region_class_term(self.mrc, out.regions, batch, self.soft_region_targets, region_name)
             loss = loss + self.mrm_weight * region_loss
             metrics.update(m)
-        if task == "msm_mrm_itm" and batch.itm_label is not None:
+        if (task == "msm_mrm_itm" or self.stage_one_itm) and batch.itm_label is not None:
             rows = batch.image_rows
-            logits = self.itm(out.extras["text_cls"][rows], out.image[rows])
+            logits = self.itm_logits(out)[rows]
             itm_loss, m = pair_term(logits, batch.itm_label[rows], "itm")
             loss = loss + self.itm_weight * itm_loss
             metrics.update(m)
         return TaskOutput(loss, metrics)
+
+    def itm_logits(self, out) -> torch.Tensor:
+        """[B, 2] match logits of a forward's output: text [CLS] x the ``itm_image`` summary."""
+        image = out.extras["image_cls"] if self.itm_image == "img_token" else out.image
+        return self.itm(out.extras["text_cls"], image)

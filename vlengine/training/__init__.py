@@ -8,6 +8,7 @@
 Pieces, one per file:
     config.py           PretrainConfig (YAML/JSON, `section.key=value` overrides), the shipped configs' folder
     sections.py         the typed sections: model, objective per recipe, masking, data, eval
+    fidelity.py         `fidelity: paper | released`: the value of each paper-vs-code departure a config leaves open
     run_config.py       config.yaml beside a run's checkpoints; the settings a resume may not change
     export_checks.py    `pretrain export`: checkpoints folder and tag checks, the config beside the weights
     settings.py         TrainSettings: steps, warm-up, LR, logging/saving/eval cadence, output_dir

@@ -1,6 +1,8 @@
 """The pretraining config: typed sections read from YAML or JSON, every key checked when the file is read.
 
     recipe: vlbert | interbert | semvlp | cssbert
+    fidelity: released | paper               the value of every paper-vs-code departure the file does not
+                                             name (vlengine.training.fidelity; table in train/README.md)
     model: {preset: base|large|tiny, ...}   vlengine.models.VLConfig fields ("vocab_size: auto" = the corpus vocabulary)
     objective: {...}                         the recipe's loss weights / schedule (sections.VLBertObjective, ...)
     masking: {...}                           sections.MaskingSection
@@ -23,10 +25,11 @@ from dataclasses import dataclass, field
 
 from vlengine._config import ConfigError, check_mapping, to_plain, unknown_key_message
 
+from .fidelity import DEFAULT_FIDELITY, check_fidelity, fill_departures, without_filled
 from .sections import OBJECTIVES, RECIPES, DataSection, EvalSection, MaskingSection, ModelSection
 from .settings import TrainSettings
 
-SECTIONS = ("recipe", "model", "objective", "masking", "data", "deepspeed", "train", "eval")
+SECTIONS = ("recipe", "fidelity", "model", "objective", "masking", "data", "deepspeed", "train", "eval")
 MAIN_JOB = "main_job.yaml"
 
 
@@ -47,6 +50,7 @@ def shipped_config(name: str = MAIN_JOB) -> str:
 @dataclass
 class PretrainConfig:
     recipe: str = "vlbert"
+    fidelity: str = DEFAULT_FIDELITY
     model: ModelSection = field(default_factory=ModelSection)
     objective: object = field(default_factory=OBJECTIVES["vlbert"])
     masking: MaskingSection = field(default_factory=MaskingSection)
@@ -57,6 +61,7 @@ class PretrainConfig:
     deepspeed_config: dict = field(default_factory=dict, repr=False)  # the DeepSpeed config the run uses
     source: str = field(default="config", repr=False, compare=False)
     notes: list = field(default_factory=list, repr=False, compare=False)  # adjustments the user should see
+    filled: tuple = field(default=(), repr=False, compare=False)  # settings `fidelity` chose (not in the file)
 
     @classmethod
     def from_dict(cls, values: dict, base_dir: str | None = None, source: str = "config") -> "PretrainConfig":
@@ -70,11 +75,13 @@ class PretrainConfig:
         recipe = values.get("recipe", "vlbert")
         if recipe not in RECIPES:
             raise ConfigError(f"{source}: recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        fidelity = check_fidelity(values.get("fidelity", DEFAULT_FIDELITY), source)
+        values, filled = fill_departures(values, recipe, fidelity)
         ds_source = values.get("deepspeed", {})
         if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
             ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
         notes = []
-        return cls(recipe=recipe,
+        cfg = cls(recipe=recipe, fidelity=fidelity,
                    model=ModelSection.from_mapping(values.get("model"), source, base_dir),
                    objective=_objective(recipe, values.get("objective"), source),
                    masking=_section(MaskingSection, values.get("masking"), source, "masking"),
@@ -82,7 +89,9 @@ class PretrainConfig:
                    deepspeed=ds_source, deepspeed_config=read_deepspeed_config(ds_source, source),
                    train=_train(values.get("train"), source, notes),
                    eval=_section(EvalSection, values.get("eval"), source, "eval"),
-                   source=source, notes=notes)
+                   source=source, notes=notes, filled=filled)
+        _check_across_sections(cfg, source)
+        return cfg
 
     @classmethod
     def from_file(cls, path: str) -> "PretrainConfig":
@@ -110,10 +119,15 @@ class PretrainConfig:
 
     def to_dict(self) -> dict:
         """The fully resolved config (inline DeepSpeed settings, absolute paths) as YAML-safe values."""
-        return {"recipe": self.recipe, "model": self.model.to_dict(), "objective": to_plain(self.objective),
+        return {"recipe": self.recipe, "fidelity": self.fidelity, "model": self.model.to_dict(), "objective": to_plain(self.objective),
                 "masking": to_plain(self.masking), "data": to_plain(self.data),
                 "deepspeed": to_plain(self.deepspeed_config), "train": to_plain(self.train),
                 "eval": to_plain(self.eval)}
+
+    def as_written(self) -> dict:
+        """to_dict() without the settings `fidelity` filled in: what `--set` edits, so that
+        `--set fidelity=paper` moves every departure the file left to it."""
+        return without_filled(self.to_dict(), self.filled)
 
     def to_yaml(self) -> str:
         import yaml
@@ -134,7 +148,9 @@ def apply_overrides(cfg, assignments: list[str], sections: tuple[str, ...]):
         keys = path.split(".")
         if keys[0] not in sections:
             raise ConfigError(unknown_key_message(keys[0], sections, source, ""))
-        values = cfg.to_dict()
+        # a config whose defaults depend on another setting (PretrainConfig's `fidelity`) gives
+        # the values as written, so the defaults follow an override of that setting
+        values = cfg.as_written() if hasattr(cfg, "as_written") else cfg.to_dict()
         target = values
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(target.get(key, {}), dict):
@@ -149,6 +165,18 @@ def apply_overrides(cfg, assignments: list[str], sections: tuple[str, ...]):
         cfg.notes = notes + cfg.notes
         cfg.source = origin
     return cfg
+
+
+def _check_across_sections(cfg: PretrainConfig, source: str) -> None:
+    """Settings of two sections that only work together."""
+    if cfg.recipe == "cssbert" and cfg.objective.nsp_negatives == "in_batch":
+        if cfg.data.itm_negative_prob > 0:
+            raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' forms NSP's negatives in the batch and "
+                              f"reads every loader pair as matched: data.itm_negative_prob must be 0, got "
+                              f"{cfg.data.itm_negative_prob}")
+        if cfg.objective.contrastive_inputs != "separate":
+            raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' needs objective.contrastive_inputs "
+                              "'separate' (the joint pass of a re-paired row is no matched pair)")
 
 
 def _section(cls, mapping, source: str, name: str):

@@ -57,8 +57,8 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
     if task not in ("vqa", "retrieval", "refcoco"):
         raise UserError(f"--split is required for task {task} (an annotation set from vlengine data convert)")
     from vlengine.data import ensure_embedded_corpus
-    from vlengine.data.corpus.downstream_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
-                                                      ensure_embedded_vqa)
+    from vlengine.tasks.downstream.embedded_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
+                                                         ensure_embedded_vqa)
 
     root = ensure_embedded_corpus()
     if task == "retrieval":
@@ -114,7 +114,7 @@ def _evaluate(argv: list[str]) -> int:
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(f"{task.name} on {split}: {len(dataset)} examples")
         for key, value in headline(task.name, metrics).items():
-            print(f"  {key:<36} {value:.2f}")
+            print(f"  {key:<36} {value:.0f}" if key.endswith("_passes") else f"  {key:<36} {value:.2f}")
         if metrics is None and task.name != "retrieval":
             print("  (the split has no answers: submission file only)")
         print(f"wrote {out}/{name}_*")

@@ -149,7 +149,7 @@ def _summary(results) -> None:
         print(f"fine-tuning {run.task.name}, {what}: steps {result.start_step} -> {result.final_step} in "
               f"{elapsed / 60:.1f} min; {run.train.output_dir}")
         for name, value in result.eval_metrics.items():
-            print(f"  {name:<40} {value:.2f}")
+            print(f"  {name:<40} {value:.0f}" if name.endswith("_passes") else f"  {name:<40} {value:.2f}")
         if run.train.output_dir and (result.eval_metrics or result.final_step > result.start_step):
             write_json(os.path.join(run.train.output_dir, "eval.json"),
                        {"eval": result.eval_metrics, "final_step": result.final_step, "minutes": elapsed / 60,

@@ -124,6 +124,10 @@ def zero_shot_retrieval(info, tensors: dict, path: str):
     from vlengine.models.export import backbone_state, build_backbone
 
     itm = {k[len("itm."):]: t for k, t in tensors.items() if k.startswith("itm.")}
+    if info.architecture == "InterBert":
+        # its ITM head multiplies text [CLS] with an image summary; the retrieval model's reads the pooled output
+        raise ConfigError(f"{path}: zero-shot ranking with InterBERT's two-input ITM head is not in vlengine "
+                          "evaluate yet (the pretraining run's own evaluation reports it: eval.retrieval_images)")
     if not itm:
         raise ConfigError(f"{path} is a pretraining export without an ITM head (its recipe trained none): "
                           "zero-shot retrieval needs one; fine-tune it with vlengine finetune --task retrieval")

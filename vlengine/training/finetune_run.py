@@ -41,8 +41,8 @@ def resolve_task_data(cfg: FinetuneConfig) -> TaskData:
     data = cfg.data
     if data.corpus == "embedded":
         from vlengine.data import ensure_embedded_corpus
-        from vlengine.data.corpus.downstream_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
-                                                          ensure_embedded_vqa)
+        from vlengine.tasks.downstream.embedded_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
+                                                             ensure_embedded_vqa)
 
         root = ensure_embedded_corpus(seed=data.corpus_seed)
         if cfg.task.name == "retrieval":
@@ -133,7 +133,8 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
     start = time.time()
     paths = resolve_task_data(cfg)
     torch.manual_seed(cfg.train.seed)  # model init is part of the run's identity
-    init = init_backbone(cfg, None if paths.vocab is None else _count_lines(paths.vocab))
+    # a fresh or BERT-initialised model is sized to the data's vocabulary; an export brings its own
+    init = init_backbone(cfg, None if paths.vocab is None else load_tokenizer(paths.vocab).vocab_size)
     vocab_path = _vocab_file(cfg, paths, init.vocab_text, rank)
     tokenizer = load_tokenizer(vocab_path)
     if init.backbone.config.vocab_size < tokenizer.vocab_size:
@@ -172,8 +173,3 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
         metadata = finetuned_metadata(model, cfg.task, f.read(), answers, limits)
     return train(model, loader, ds_config, cfg.train, TaskMixer({cfg.task.name: 1.0}, cfg.train.seed), evaluate,
                  run_config=cfg.to_dict(), groups=groups, export_metadata=metadata, what="fine-tuning")
-
-
-def _count_lines(path: str) -> int:
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())

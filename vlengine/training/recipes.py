@@ -1,8 +1,9 @@
 """Each paper's objective (model + heads + masking policies) and task schedule, from a config.
 
     vlbert     VLBert + VLBertPretraining; masking: whole-word MLM + RoI masking; one task per step
-    interbert  InterBert + InterBertPretraining; stage 1 (steps < objective.stage_two_step):
-               MLM + MOM, then MSM + MRM (IoU neighbourhoods) + ITM
+    interbert  InterBert + InterBertPretraining; stage 1 (steps < objective.stage_two_step, or
+               objective.stage_one_share of train.total_steps): MLM + MOM (+ ITM with
+               objective.stage_one_itm), then MSM + MRM (IoU neighbourhoods) + ITM
     semvlp     SemVLP + SemVLPPretraining; single- or two-stream per step (objective.two_stream_prob)
     cssbert    CSSBert + CSSBertPretraining; MLM + NSP + PwCL (gathered across ranks)
 """
@@ -30,8 +31,9 @@ def build_masker(recipe: str, masking: MaskingSection, tokenizer, task: str | No
     if recipe == "vlbert" or (recipe == "interbert" and task == "mlm_mom"):
         return ConditionalMasking((
             MLMMasking(prob=masking.mlm_prob, whole_word=masking.whole_word, **text),
-            RoIMasking(targets=masking.region_targets)))
-    return masking_for(masking.preset or recipe, **text)
+            RoIMasking(targets=masking.region_targets, mask_prob=masking.region_mask_prob)),
+            one_modality_per_row=masking.one_modality_per_row)
+    return masking_for(masking.preset or recipe, one_modality_per_row=masking.one_modality_per_row, **text)
 
 
 def build_objective(cfg: PretrainConfig, model_config, tokenizer):
@@ -60,10 +62,10 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
         from vlengine.models.interbert import InterBert
         from vlengine.tasks.interbert import TASKS, InterBertPretraining
 
-        objective = objective_kwargs(cfg.objective, "stage_two_step")
+        objective = objective_kwargs(cfg.objective, "stage_two_step", "stage_one_share")
         if objective["soft_region_targets"] is None:
             objective["soft_region_targets"] = soft_regions
-        stage_two = cfg.objective.stage_two_step
+        stage_two = interbert_stage_two_step(cfg.objective, cfg.train.total_steps)
         maskers = {task: build_masker("interbert", cfg.masking, tokenizer, task) for task in TASKS}
         module = InterBertPretraining(InterBert(model_config), maskers, **objective)
         stages = [(0, {"msm_mrm_itm": 1.0})] if stage_two <= 0 else \
@@ -87,3 +89,11 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
                                     build_masker("cssbert", cfg.masking, tokenizer), **objective)
         return module, TaskMixer({"pretrain": 1.0}, seed)
     raise ValueError(f"unknown recipe {cfg.recipe!r}")
+
+
+def interbert_stage_two_step(objective, total_steps: int) -> int:
+    """The first step of InterBERT's second stage: objective.stage_two_step, or the share
+    objective.stage_one_share of the run (the paper's 5 + 10 epochs: 1/3)."""
+    if objective.stage_one_share > 0:
+        return max(1, round(objective.stage_one_share * total_steps))
+    return objective.stage_two_step

@@ -23,11 +23,16 @@ def changed_settings(saved: dict, current: dict) -> list[tuple[str, object, obje
     for key in ("recipe", "init"):   # init: a fine-tuning run's starting weights
         if saved.get(key) != current.get(key):
             changes.append((key, saved.get(key), current.get(key)))
+    # fidelity sets masking and objective defaults that the checkpoint's run trained with; a config
+    # written before the key existed is a released-form run
+    if "recipe" in saved and saved.get("fidelity", "released") != current.get("fidelity", "released"):
+        changes.append(("fidelity", saved.get("fidelity", "released"), current.get("fidelity", "released")))
     for section in ("model", "task"):  # task: a fine-tuning run's head, loss, inputs
         saved_section, section_now = saved.get(section) or {}, current.get(section) or {}
         for key in sorted(set(saved_section) | set(section_now)):
-            if saved_section.get(key) != section_now.get(key):
-                changes.append((f"{section}.{key}", saved_section.get(key), section_now.get(key)))
+            old = saved_section.get(key, _model_default(key) if section == "model" else None)
+            if old != section_now.get(key):
+                changes.append((f"{section}.{key}", old, section_now.get(key)))
     saved_train, train = saved.get("train") or {}, current.get("train") or {}
     for key in FIXED_TRAIN_SETTINGS:
         old, new = saved_train.get(key), train.get(key)
@@ -36,6 +41,19 @@ def changed_settings(saved: dict, current: dict) -> list[tuple[str, object, obje
         if old != new:
             changes.append((f"train.{key}", old, new))
     return changes
+
+
+def _model_default(key: str):
+    """A model setting a saved config lacks was written before the setting existed: the run used
+    its default (None for an unknown key)."""
+    import dataclasses
+
+    from vlengine.models import VLConfig
+
+    for f in dataclasses.fields(VLConfig):
+        if f.name == key:
+            return f.default
+    return None
 
 
 def refuse_changed_settings(saved: dict | None, current: dict | None, where: str) -> None:

@@ -98,6 +98,16 @@ class InterBertObjective:
     itm_weight: float = 1.0
     soft_region_targets: bool | None = None
     stage_two_step: int = 0                     # steps < this: MLM + MOM; then MSM + MRM + ITM (0: stage two only)
+    stage_one_share: float = 0.0                # or: stage one = this share of train.total_steps (paper: 1/3)
+    stage_one_itm: bool = False                 # ITM in stage one too (paper sec. 4.6: MLM + MOM + ITM)
+    itm_image: Literal["region_mean", "img_token"] = "region_mean"   # the image side of ITM (paper: [IMG])
+
+    def __post_init__(self):
+        if not 0.0 <= self.stage_one_share < 1.0:
+            raise ValueError(f"objective.stage_one_share must be in [0, 1), got {self.stage_one_share}")
+        if self.stage_one_share > 0 and self.stage_two_step > 0:
+            raise ValueError("objective.stage_one_share and objective.stage_two_step both place the stage "
+                             "switch: give one of them")
 
 
 @dataclass
@@ -118,9 +128,10 @@ class CSSBertObjective:
     nsp_weight: float = 1.0
     pwcl_weight: float = 1.0
     temperature: float = 0.07
-    kind: Literal["pwcl", "infonce"] = "pwcl"
+    kind: Literal["pwcl", "infonce", "pwcl_printed"] = "pwcl"   # pwcl_printed: the poster's raw-dot ratio
     distributed: bool = True
     contrastive_inputs: str = "separate"
+    nsp_negatives: Literal["loader", "in_batch"] = "loader"   # NSP's random half (in_batch: PwCL sees all pairs)
 
 
 OBJECTIVES = {"vlbert": VLBertObjective, "interbert": InterBertObjective, "semvlp": SemVLPObjective,
@@ -140,12 +151,16 @@ class MaskingSection:
     mlm_prob: float = 0.15           # VL-BERT's whole-word MLM (vlbert, and InterBERT's MLM + MOM stage)
     whole_word: bool = True
     region_targets: Literal["soft", "hard"] = "soft"   # detector score vectors, or exact class labels
+    region_mask_prob: float = 0.9    # VL-BERT: share of the selected RoIs whose input is masked (the rest kept)
+    one_modality_per_row: bool = False  # a row masks its text or its regions, never both (InterBERT paper)
 
     def __post_init__(self):
         if self.preset is not None and self.preset not in MASKING_PRESETS:
             raise ValueError(f"masking.preset must be one of {', '.join(MASKING_PRESETS)}, got {self.preset!r}")
         if not 0.0 < self.mlm_prob < 1.0:
             raise ValueError(f"masking.mlm_prob must be in (0, 1), got {self.mlm_prob}")
+        if not 0.0 <= self.region_mask_prob <= 1.0:
+            raise ValueError(f"masking.region_mask_prob must be in [0, 1], got {self.region_mask_prob}")
 
 
 # ---- data -------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vlengine.batch import IGNORE_INDEX
+from vlengine.batch import IGNORE_INDEX, VLBatch
+
+from ._checks import batch_field
 
 
 def targets_where(selected: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -37,3 +39,19 @@ def masked_rois(boxes: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """
     index = masked.nonzero()
     return torch.cat([index[:, :1].to(boxes.dtype), boxes[index[:, 0], index[:, 1]]], dim=1)
+
+
+def whole_image_rows(policy: str, batch: VLBatch, index: int) -> torch.Tensor:
+    """[B] bool: rows whose region ``index`` is a box over the whole image (all True when the batch
+    has no boxes or sizes to check). A whole-image box is (0, 0, W - 1, H - 1) in the store's
+    inclusive-pixel convention, or (0, 0, W, H), and a resize scales the missing pixel with the
+    image: the slack on every side is 2 pixels or 2% of the side, whichever is larger."""
+    b = batch.batch_size
+    if batch.region_boxes is None or batch.image_size is None:
+        return torch.ones(b, dtype=torch.bool, device=batch.input_ids.device)
+    boxes = batch_field(policy, batch, "region_boxes", (b, None, 4), floating=True)[:, index].float()
+    size = batch_field(policy, batch, "image_size", (b, 2), floating=True).float()
+    height, width = size[:, 0], size[:, 1]
+    slack_x, slack_y = (0.02 * width).clamp(min=2.0), (0.02 * height).clamp(min=2.0)
+    return ((boxes[:, 0] <= slack_x) & (boxes[:, 1] <= slack_y)
+            & (boxes[:, 2] >= width - slack_x) & (boxes[:, 3] >= height - slack_y))

@@ -14,7 +14,8 @@ from .span import SpanMasking
 PAPERS = ("vlbert", "interbert", "interbert-released", "semvlp", "cssbert")
 
 
-def masking_for(paper: str, vocab_size: int, **text_settings) -> ConditionalMasking:
+def masking_for(paper: str, vocab_size: int, one_modality_per_row: bool = False,
+                **text_settings) -> ConditionalMasking:
     """The text + region masking a paper pretrains with, conditional on ITM labels where it has ITM.
 
     vlbert:      whole-word MLM 15% + RoI masking (15%, 90/10, soft targets, whole-image box at 0 kept)
@@ -23,7 +24,9 @@ def masking_for(paper: str, vocab_size: int, **text_settings) -> ConditionalMask
     semvlp:      MLM 15% + masked object prediction 15%
     cssbert:     MLM 15% (text only; its contrastive loss needs no masking)
 
-    ``text_settings`` go to the text policy (mask_token_id, special_ids, ...).
+    ``one_modality_per_row``: each row keeps the masking of its text or of its regions, not both
+    (``ConditionalMasking``; InterBERT's paper). ``text_settings`` go to the text policy
+    (mask_token_id, special_ids, ...).
     Conditional masking is harmless without ``itm_label`` (VL-BERT and
     CSS-BERT batches have none), so every preset uses it.
     """
@@ -38,4 +41,4 @@ def masking_for(paper: str, vocab_size: int, **text_settings) -> ConditionalMask
         policies = (MLMMasking(vocab_size, **text_settings),)
     else:
         raise ValueError(f"masking_for: unknown paper {paper!r}; choose one of {PAPERS}")
-    return ConditionalMasking(policies)
+    return ConditionalMasking(policies, one_modality_per_row=one_modality_per_row)

@@ -9,7 +9,7 @@ import torch
 from vlengine.batch import IGNORE_INDEX, VLBatch
 
 from ._checks import batch_field, generator_for, probability, region_labels, region_valid
-from ._regions import masked_rois, targets_where, zero_rows
+from ._regions import masked_rois, targets_where, whole_image_rows, zero_rows
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,11 @@ class RoIMasking:
     selected region's input is masked with probability ``mask_prob`` (0.9)
     and kept otherwise, and every selected region is a classification target.
     The region at ``whole_image_index`` (VL-BERT puts the whole-image box at
-    0) is never selected; ``None`` when the batch has no whole-image box.
+    0) is never selected in a row where it is a whole-image box (it spans the
+    image, to within 2 pixels or 2%); in a row whose region there is an
+    ordinary RoI (a store converted without the whole-image box) it is masked
+    like any other. Without ``region_boxes`` and ``image_size`` to check, it is never
+    selected. ``None``: no region is kept out.
 
     targets: "soft" (VL-BERT: soft cross-entropy against the detector's
         score vector, ``batch.region_soft_labels``, on the regions where
@@ -59,7 +63,7 @@ class RoIMasking:
         generator = generator_for(name, generator, valid.device)
         if self.whole_image_index is not None and self.whole_image_index < r:
             valid = valid.clone()
-            valid[:, self.whole_image_index] = False
+            valid[:, self.whole_image_index] &= ~whole_image_rows(name, batch, self.whole_image_index)
         soft = batch_field(name, batch, "region_soft_labels", (b, r, None), floating=True) \
             if self.targets == "soft" else None
         labels = region_labels(name, batch, valid) if soft is None else None

@@ -32,8 +32,11 @@ PROPOSAL_TOLERANCE = 0.5   # pixels: a detection and the store box its features 
 
 
 def _is_whole_image(box, image_size) -> bool:
+    """The rule pretraining's masking uses (vlengine.data.masking._regions.whole_image_rows) for one
+    store record: (0, 0, W - 1, H - 1) or (0, 0, W, H), with 2 pixels or 2% of the side of slack."""
     height, width = (float(v) for v in image_size)
-    return box[0] <= 0 and box[1] <= 0 and box[2] >= width - 1 and box[3] >= height - 1
+    slack_x, slack_y = max(2.0, 0.02 * width), max(2.0, 0.02 * height)
+    return box[0] <= slack_x and box[1] <= slack_y and box[2] >= width - slack_x and box[3] >= height - slack_y
 
 
 class GroundingDataset(AnnotatedImageDataset):

@@ -10,7 +10,6 @@ Files written on rank 0 into ``out_dir`` (when given), named by ``name`` (e.g. "
 
 from __future__ import annotations
 
-import json
 import os
 
 from vlengine.atomic import write_json
@@ -37,7 +36,8 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
     if task == "refcoco":
         return {"refcoco_acc": metrics["accuracy"], "refcoco_chance_acc": metrics["chance_accuracy"],
                 "refcoco_upper_bound": metrics["upper_bound"]}
-    out = {}
+    out = {f"{mode}_itm_passes": float(metrics[f"{mode}_itm_pairs"]) for mode in ("full", "two_stage")
+           if f"{mode}_itm_pairs" in metrics}
     for mode in ("full", "two_stage", "dual_encoder"):
         if mode in metrics:
             out[f"{mode}_r_mean"] = metrics[mode]["r_mean"]
@@ -45,6 +45,11 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
                 if isinstance(row, dict) and "R@1" in row:
                     out[f"{mode}_{direction}_R1"] = row["R@1"]
     return out
+
+
+def _write_metrics(out_dir: str, name: str, task: str, examples: int, metrics: dict | None) -> None:
+    write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": examples, "metrics": metrics},
+               indent=1)
 
 
 def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 128, device="cpu",
@@ -60,7 +65,7 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
         metrics = evaluate_retrieval(model, dataset, mode=retrieval_mode, k=min(retrieval_k, dataset.num_images),
                                      batch_size=batch_size, device=device, cast=cast)
         if metrics is not None and out_dir:
-            write_json(os.path.join(out_dir, f"{name}_metrics.json"), metrics, indent=1)
+            _write_metrics(out_dir, name, task, len(dataset), metrics)
         return metrics
     predictions = predict_sharded(model, dataset, batch_size=batch_size, device=device, cast=cast)
     if predictions is None:
@@ -74,11 +79,5 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
     metrics = official_metrics(task, predictions, dataset)
     if out_dir:
         write_submission(task, predictions, os.path.join(out_dir, f"{name}_{SUBMISSION_SUFFIX[task]}"))
-        write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": len(dataset),
-                                                                    "metrics": metrics}, indent=1)
+        _write_metrics(out_dir, name, task, len(dataset), metrics)
     return metrics
-
-
-def read_metrics(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

@@ -18,7 +18,7 @@ ground-truth-box track). COCO image ids are the image's index (held-out: + HELDO
 
 All go through ``vlengine data convert``'s converters (--from vqa, --from karpathy, --from refcoco), so a
 run reads exactly what a user's run on the real files reads. The sets live beside the corpus
-(``<corpus>-vqa/``, ``<corpus>-retrieval/``, ``<corpus>-refcoco/``: the corpus folder itself is
+(``<corpus>-vqa-v2/``, ``<corpus>-retrieval-v2/``, ``<corpus>-refcoco-v2/``: the corpus folder itself is
 checksummed by its MANIFEST), built once and atomically (a ``.partial`` folder renamed when complete).
 """
 
@@ -28,10 +28,11 @@ import json
 import os
 import shutil
 
-from .grammar import COUNT_WORDS
+from vlengine.data.corpus.grammar import COUNT_WORDS
 
 SPLITS = ("train", "heldout")
 IMAGE_ID_TEMPLATE = "{data_subtype}-{image_id:06d}"   # the corpus store's image names, e.g. train-000012
+SETS_VERSION = 2        # in the folder names: a change to what is written here rebuilds the sets
 RETRIEVAL_IMAGES = 100                                 # held-out images of the retrieval test (x 5 captions)
 REFCOCO_SPLITS = {"train": "train", "heldout": "val"}   # corpus split -> the refs' split
 HELDOUT_IMAGE_ID_OFFSET = 1_000_000                    # COCO image ids are unique across splits
@@ -44,7 +45,9 @@ def _answer_type(answer: str) -> str:
 
 
 def _official_files(corpus_dir: str, split: str, out_dir: str) -> tuple[str, str]:
-    from ..store import open_store
+    from vlengine.metrics.vqa_normalize import normalize_answer
+
+    from vlengine.data.store import open_store
 
     store = open_store(os.path.join(corpus_dir, split))
     questions, annotations = [], []
@@ -55,10 +58,13 @@ def _official_files(corpus_dir: str, split: str, out_dir: str) -> tuple[str, str
             image_id = int(store.image_id(row["image_index"]).rsplit("-", 1)[1])
             question_id = qid  # unique within the split, as VQA v2 question ids are
             questions.append({"image_id": image_id, "question": row["question"], "question_id": question_id})
-            answer = row["answer"]
+            # VQA v2's released answers are already in the evaluator's normal form ("2", not "two"): a
+            # unanimous question is compared without normalisation, so a word-form count could never match
+            # a prediction from the (normalised) answer vocabulary.
+            answer = normalize_answer(row["answer"])
             annotations.append({"question_id": question_id, "image_id": image_id,
                                 "question_type": " ".join(row["question"].split()[:2]),
-                                "answer_type": _answer_type(answer), "multiple_choice_answer": answer,
+                                "answer_type": _answer_type(row["answer"]), "multiple_choice_answer": answer,
                                 "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": k + 1}
                                             for k in range(10)]})
     q_path = os.path.join(out_dir, f"v2_OpenEnded_mscoco_{split}_questions.json")
@@ -73,7 +79,7 @@ def _official_files(corpus_dir: str, split: str, out_dir: str) -> tuple[str, str
 def _karpathy_file(corpus_dir: str, out_dir: str) -> str:
     """Karpathy's JSON of the corpus: every train image (split "train"), the first RETRIEVAL_IMAGES
     held-out images (split "test")."""
-    from ..store import open_store
+    from vlengine.data.store import open_store
 
     images = []
     for split, karpathy_split, limit in (("train", "train", None), ("heldout", "test", RETRIEVAL_IMAGES)):
@@ -110,10 +116,10 @@ def _built_once(out: str, build) -> None:
 
 def ensure_embedded_vqa(corpus_dir: str) -> dict[str, str]:
     """{split: annotation set folder} of the corpus's questions (built on first use)."""
-    from ..convert.annotation_base import convert_annotations
-    from ..convert.vqa import VqaSource
+    from vlengine.data.convert.annotation_base import convert_annotations
+    from vlengine.data.convert.vqa import VqaSource
 
-    out = os.path.abspath(corpus_dir).rstrip(os.sep) + "-vqa"
+    out = os.path.abspath(corpus_dir).rstrip(os.sep) + f"-vqa-v{SETS_VERSION}"
 
     def build(work: str) -> None:
         for split in SPLITS:
@@ -128,10 +134,10 @@ def ensure_embedded_vqa(corpus_dir: str) -> dict[str, str]:
 
 def ensure_embedded_retrieval(corpus_dir: str) -> dict[str, tuple[str, str]]:
     """{"train" | "test": (annotation set, region store)} of the corpus's retrieval sets (built on first use)."""
-    from ..convert.annotation_base import convert_annotations
-    from ..convert.karpathy import KarpathySource
+    from vlengine.data.convert.annotation_base import convert_annotations
+    from vlengine.data.convert.karpathy import KarpathySource
 
-    out = os.path.abspath(corpus_dir).rstrip(os.sep) + "-retrieval"
+    out = os.path.abspath(corpus_dir).rstrip(os.sep) + f"-retrieval-v{SETS_VERSION}"
     stores = {"train": os.path.join(corpus_dir, "train"), "test": os.path.join(corpus_dir, "heldout")}
 
     def build(work: str) -> None:
@@ -148,7 +154,7 @@ def _refer_files(corpus_dir: str, out_dir: str) -> tuple[str, str]:
     """The refer toolkit's ``refs(unc).p`` and COCO's ``instances.json`` of the corpus's expressions."""
     import pickle
 
-    from ..store import open_store
+    from vlengine.data.store import open_store
 
     refs, annotations, images, next_sent_id = [], [], [], 0
     for split, ref_split in REFCOCO_SPLITS.items():
@@ -189,10 +195,10 @@ def _refer_files(corpus_dir: str, out_dir: str) -> tuple[str, str]:
 def ensure_embedded_refcoco(corpus_dir: str) -> dict[str, tuple[str, str]]:
     """{"train" | "val": (annotation set, region store)} of the corpus's referring expressions, converted
     with ``--from refcoco`` (the ground-truth-box track; built on first use)."""
-    from ..convert.annotation_base import convert_annotations
-    from ..convert.refcoco import RefcocoSource
+    from vlengine.data.convert.annotation_base import convert_annotations
+    from vlengine.data.convert.refcoco import RefcocoSource
 
-    out = os.path.abspath(corpus_dir).rstrip(os.sep) + "-refcoco"
+    out = os.path.abspath(corpus_dir).rstrip(os.sep) + f"-refcoco-v{SETS_VERSION}"
     stores = {ref_split: os.path.join(corpus_dir, split) for split, ref_split in REFCOCO_SPLITS.items()}
 
     def build(work: str) -> None:
