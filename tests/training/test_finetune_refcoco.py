@@ -91,6 +91,6 @@ def test_the_geometry_only_baseline_and_the_chance_level_are_printed_beside_the_
     assert "region features zeroed, boxes kept (geometry-only baseline)" in output
     assert "fine-tuning refcoco, geometry only (region features zeroed)" in output
     assert "choosing a random candidate region" in output and "geometry only: " in output
-    baseline = _results(str(tmp_path / "run-question-only"))["eval"]
+    baseline = _results(str(tmp_path / "run-geometry-only"))["eval"]
     assert set(baseline) == {"refcoco_acc", "refcoco_chance_acc", "refcoco_upper_bound"}
     assert baseline["refcoco_upper_bound"] == 100.0      # the ground-truth track: every referent is a candidate

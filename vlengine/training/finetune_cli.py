@@ -31,7 +31,9 @@ from vlengine._config import UserError
 from .cli import _require_deepspeed, _resume_hint, _use_cpu_accelerator_without_gpu
 
 MAIN_JOB_EXPORT = os.path.join("runs", "main-job", "model_fp32.safetensors")
-BASELINE_SUFFIX = "-question-only"
+# where the baseline run (task.with_image=false) writes, beside the run: what it keeps of the input
+BASELINE_SUFFIX = {"refcoco": "-geometry-only"}
+DEFAULT_BASELINE_SUFFIX = "-question-only"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,7 +113,8 @@ def _finetune(argv: list[str]) -> int:
     runs = [cfg]
     if cfg.eval.question_only_baseline and cfg.task.with_image:
         baseline = cfg.with_overrides(["task.with_image=false",
-                                       f"train.output_dir={cfg.train.output_dir.rstrip('/')}{BASELINE_SUFFIX}"])
+                                       f"train.output_dir={cfg.train.output_dir.rstrip('/')}"
+                                       f"{BASELINE_SUFFIX.get(cfg.task.name, DEFAULT_BASELINE_SUFFIX)}"])
         check_resume_target(baseline.train.output_dir, baseline.train.resume, baseline.to_dict())
         runs.append(baseline)
     _require_deepspeed()
