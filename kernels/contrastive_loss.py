@@ -22,18 +22,14 @@ implementation for the tests.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch._subclasses.fake_tensor import is_fake
 from torch.library import triton_op, wrap_triton
 
-BLOCK_M = 64
-BLOCK_N = 64
-BLOCK_K = 32
-BLOCK_D = 64
+from ._autotune import Tuning, interpreted, size_bucket, tuned
+
 NORM_EPS = 1e-12  # torch.nn.functional.normalize's eps
 
 
@@ -61,9 +57,47 @@ def _logit_tile(x_ptr, y_ptr, rows, cols, n, m, d, stride_x, stride_y,
     return acc
 
 
-@triton.jit
+# Both kernels are tl.dot loops over d (the logit tile) inside a loop over the
+# column blocks: compute-bound, so the choices are the matmul's: tile shape,
+# warps, and pipeline stages (the next d-slice's loads overlap this one's dot;
+# sm_90's larger shared memory takes deeper pipelines and 64-wide d-slices).
+# Keyed on the rounded row count n (the grid: few rows favour BLOCK_M = 64 to
+# fill the GPU), column count m (the loop length) and width d. The backward's
+# extra BLOCK_D is the width of its dL/dz @ y update; it accumulates into
+# out_ptr, zeroed before each timed run. Every list keeps the interpreter's
+# 64 x 64 x 32 tile, which fits float64 too. Unmeasured defaults: measure when
+# a GPU is lent.
+_SIZE_KEY = ("key_n", "key_m", "key_d")
+
+
+def _tile(m, n, k, warps, stages, d=None):
+    sizes = {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k} | ({"BLOCK_D": d} if d else {})
+    return triton.Config(sizes, num_warps=warps, num_stages=stages)
+
+
+ROW_LSE_TUNING = Tuning(
+    sm_80=(_tile(64, 64, 32, 4, 3), _tile(128, 64, 32, 4, 3), _tile(64, 128, 32, 4, 3),
+           _tile(128, 128, 32, 8, 3)),
+    sm_90=(_tile(64, 64, 32, 4, 3), _tile(128, 64, 64, 4, 4), _tile(128, 128, 64, 8, 3),
+           _tile(128, 256, 64, 8, 3)),
+    key=_SIZE_KEY,
+    interpreter=_tile(64, 64, 32, 4, 1),
+)
+GRAD_ROWS_TUNING = Tuning(
+    sm_80=(_tile(64, 64, 32, 4, 3, d=64), _tile(128, 64, 32, 4, 3, d=64), _tile(64, 64, 32, 4, 3, d=128),
+           _tile(128, 64, 32, 8, 3, d=128)),
+    sm_90=(_tile(64, 64, 32, 4, 3, d=64), _tile(128, 64, 64, 4, 4, d=64), _tile(128, 64, 64, 8, 3, d=128),
+           _tile(128, 128, 64, 8, 3, d=128)),
+    key=_SIZE_KEY,
+    interpreter=_tile(64, 64, 32, 4, 1, d=64),
+    reset_to_zero=("out_ptr",),
+)
+
+
+@tuned(ROW_LSE_TUNING)
+@triton.jit(do_not_specialize=["key_n", "key_m", "key_d"])
 def _row_lse_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr, lse_ptr, diag_ptr,
-                    n, m, d, offset, stride_x, stride_y,
+                    n, m, d, offset, stride_x, stride_y, key_n, key_m, key_d,
                     EXCLUDE: tl.constexpr, WRITE_DIAG: tl.constexpr, IS_FP64: tl.constexpr, UPCAST: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -97,10 +131,11 @@ def _row_lse_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr, lse_ptr, diag
         tl.store(diag_ptr + rows, diag, mask=row_ok)
 
 
-@triton.jit
+@tuned(GRAD_ROWS_TUNING)
+@triton.jit(do_not_specialize=["key_n", "key_m", "key_d"])
 def _grad_rows_kernel(x_ptr, y_ptr, inv_x_ptr, inv_y_ptr, scale_ptr,
                       row_lse_ptr, row_grad_ptr, col_lse_ptr, col_grad_ptr, diag_grad_ptr, out_ptr,
-                      n, m, d, offset, stride_x, stride_y, stride_out,
+                      n, m, d, offset, stride_x, stride_y, stride_out, key_n, key_m, key_d,
                       EXCLUDE: tl.constexpr, HAS_ROW: tl.constexpr, HAS_COL: tl.constexpr,
                       DIAG_BY_ROW: tl.constexpr, IS_FP64: tl.constexpr, UPCAST: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -167,19 +202,19 @@ def _safe_lse(lse: torch.Tensor) -> torch.Tensor:
     return lse.masked_fill(lse == float("-inf"), float("inf")).contiguous()
 
 
-def _interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _launchable(t: torch.Tensor) -> bool:
     """False while tracing with fake tensors under Triton's CPU interpreter, which would run the
     kernel on them (on a GPU, wrap_triton records the launch instead); the outputs' shapes
     and dtypes are all a fake trace needs."""
-    return not (is_fake(t) and _interpreted())
+    return not (is_fake(t) and interpreted())
 
 
 def _grid(rows: int):
-    return (triton.cdiv(rows, BLOCK_M),)
+    return lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]),)
+
+
+def _size_key(n: int, m: int, d: int) -> tuple[int, int, int]:
+    return size_bucket(n), size_bucket(m), size_bucket(d)
 
 
 @triton_op("vlengine::contrastive_loss_stats_triton", mutates_args=())
@@ -197,18 +232,16 @@ def contrastive_loss_stats_triton(text: torch.Tensor, image: torch.Tensor, scale
     fp64 = acc == torch.float64
     launch = _launchable(t)
     if launch and b > 0:
-        wrap_triton(_row_lse_kernel)[_grid(b)](
+        wrap_triton(_row_lse_kernel.for_device(t.device))[_grid(b)](
             t, v, inv_t, inv_v, scale_acc, row_lse, diag, b, n_cols, d, diagonal_offset, t.stride(0), v.stride(0),
-            EXCLUDE=exclude_diagonal, WRITE_DIAG=True, IS_FP64=fp64,
-            UPCAST=_interpreted() and t.element_size() == 2,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+            *_size_key(b, n_cols, d), EXCLUDE=exclude_diagonal, WRITE_DIAG=True, IS_FP64=fp64,
+            UPCAST=interpreted() and t.element_size() == 2)
     if launch and with_columns and n_cols > 0:
         # Column statistics = row statistics of the transposed problem (diagonal at row - offset).
-        wrap_triton(_row_lse_kernel)[_grid(n_cols)](
+        wrap_triton(_row_lse_kernel.for_device(t.device))[_grid(n_cols)](
             v, t, inv_v, inv_t, scale_acc, col_lse, diag, n_cols, b, d, -diagonal_offset, v.stride(0), t.stride(0),
-            EXCLUDE=exclude_diagonal, WRITE_DIAG=False, IS_FP64=fp64,
-            UPCAST=_interpreted() and t.element_size() == 2,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+            *_size_key(n_cols, b, d), EXCLUDE=exclude_diagonal, WRITE_DIAG=False, IS_FP64=fp64,
+            UPCAST=interpreted() and t.element_size() == 2)
     return row_lse, col_lse, diag
 
 
@@ -247,18 +280,17 @@ def contrastive_loss_stats_backward_triton(grad_row_lse: torch.Tensor, grad_col_
     grad_v = torch.zeros((n_cols, d), dtype=acc, device=t.device)
     fp64 = acc == torch.float64
     if _launchable(t) and b > 0 and n_cols > 0 and d > 0:
-        wrap_triton(_grad_rows_kernel)[_grid(b)](
+        kernel = _grad_rows_kernel.for_device(t.device)
+        wrap_triton(kernel)[_grid(b)](
             t, v, inv_t, inv_v, scale_acc, r_lse, r_grad, c_lse, c_grad, d_grad, grad_t,
-            b, n_cols, d, diagonal_offset, t.stride(0), v.stride(0), grad_t.stride(0),
+            b, n_cols, d, diagonal_offset, t.stride(0), v.stride(0), grad_t.stride(0), *_size_key(b, n_cols, d),
             EXCLUDE=exclude_diagonal, HAS_ROW=True, HAS_COL=with_columns, DIAG_BY_ROW=True, IS_FP64=fp64,
-            UPCAST=_interpreted() and t.element_size() == 2,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
-        wrap_triton(_grad_rows_kernel)[_grid(n_cols)](
+            UPCAST=interpreted() and t.element_size() == 2)
+        wrap_triton(kernel)[_grid(n_cols)](
             v, t, inv_v, inv_t, scale_acc, c_lse, c_grad, r_lse, r_grad, d_grad, grad_v,
-            n_cols, b, d, -diagonal_offset, v.stride(0), t.stride(0), grad_v.stride(0),
+            n_cols, b, d, -diagonal_offset, v.stride(0), t.stride(0), grad_v.stride(0), *_size_key(n_cols, b, d),
             EXCLUDE=exclude_diagonal, HAS_ROW=with_columns, HAS_COL=True, DIAG_BY_ROW=False, IS_FP64=fp64,
-            UPCAST=_interpreted() and t.element_size() == 2,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D)
+            UPCAST=interpreted() and t.element_size() == 2)
     scale_value = scale_acc.reshape(())
     grad_scale = _finish_gradient(grad_t, t, inv_t, scale_value, normalize)
     _finish_gradient(grad_v, v, inv_v, scale_value, normalize)

@@ -14,15 +14,33 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from ._autotune import Tuning, size_bucket, tuned
 from .box_iou_batched import accumulation_dtype, load_boxes, pair_iou
 
-_BLOCK_I = 32
-_BLOCK_J = 32
+# Each program sweeps its image's N boxes BLOCK_J at a time against its BLOCK_I
+# rows, in registers: compute-bound on the IoU arithmetic with small loads, so
+# the choices are the tile shape (BLOCK_I x BLOCK_J values live per program),
+# warps, and stages to prefetch the next column block. Keyed on the rounded
+# boxes per image N (the grid is B x N / BLOCK_I: few boxes favour small
+# BLOCK_I to fill the GPU). Unmeasured defaults: measure when a GPU is lent.
+TUNING = Tuning(
+    sm_80=(triton.Config({"BLOCK_I": 32, "BLOCK_J": 32}, num_warps=2, num_stages=2),
+           triton.Config({"BLOCK_I": 32, "BLOCK_J": 64}, num_warps=4, num_stages=2),
+           triton.Config({"BLOCK_I": 64, "BLOCK_J": 64}, num_warps=4, num_stages=3),
+           triton.Config({"BLOCK_I": 128, "BLOCK_J": 32}, num_warps=4, num_stages=3)),
+    sm_90=(triton.Config({"BLOCK_I": 32, "BLOCK_J": 64}, num_warps=4, num_stages=2),
+           triton.Config({"BLOCK_I": 64, "BLOCK_J": 64}, num_warps=4, num_stages=3),
+           triton.Config({"BLOCK_I": 64, "BLOCK_J": 128}, num_warps=8, num_stages=3),
+           triton.Config({"BLOCK_I": 128, "BLOCK_J": 64}, num_warps=8, num_stages=3)),
+    key=("key_n",),
+    interpreter=triton.Config({"BLOCK_I": 32, "BLOCK_J": 32}, num_warps=4, num_stages=1),
+)
 
 
-@triton.jit
+@tuned(TUNING)
+@triton.jit(do_not_specialize=["key_n"])
 def _iou_neighbourhood_mask_kernel(box_ptr, valid_ptr, anchor_ptr, threshold_ptr, out_ptr, N,
-                                   s_b, s_n, s_c, v_b, v_n, a_b, a_n, INCLUSIVE: tl.constexpr,
+                                   s_b, s_n, s_c, v_b, v_n, a_b, a_n, key_n, INCLUSIVE: tl.constexpr,
                                    IS_F64: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
     img = tl.program_id(0).to(tl.int64)
     rows = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
@@ -63,8 +81,8 @@ def iou_neighbourhood_mask_triton(boxes: torch.Tensor, valid: torch.Tensor, anch
         # argument would arrive as float32 even when the boxes are float64.
         limit = torch.full((1,), threshold, dtype=acc, device=boxes.device)
         v, a = valid.view(torch.uint8), anchors.view(torch.uint8)
-        grid = (bsz, triton.cdiv(n, _BLOCK_I))
-        wrap_triton(_iou_neighbourhood_mask_kernel)[grid](
-            b, v, a, limit, out, n, *b.stride(), *v.stride(), *a.stride(), INCLUSIVE=bool(inclusive),
-            IS_F64=acc == torch.float64, BLOCK_I=_BLOCK_I, BLOCK_J=_BLOCK_J, enable_fp_fusion=False)
+        kernel = _iou_neighbourhood_mask_kernel.for_device(boxes.device)
+        wrap_triton(kernel)[lambda meta: (bsz, triton.cdiv(n, meta["BLOCK_I"]))](
+            b, v, a, limit, out, n, *b.stride(), *v.stride(), *a.stride(), size_bucket(n),
+            INCLUSIVE=bool(inclusive), IS_F64=acc == torch.float64, enable_fp_fusion=False)
     return out.view(torch.bool)

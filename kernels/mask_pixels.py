@@ -13,14 +13,30 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from ._autotune import Tuning, size_bucket, tuned
 from .cell_mask import masked_cell_plane
 
-_BLOCK = 1024
+# A streaming copy (out of place) or a sparse store (in place): memory-bound, so
+# the choices are pixels per program and warps; there is no loop to pipeline.
+# Keyed on the plane size H * W (the grid's second axis). Unmeasured defaults:
+# measure when a GPU is lent.
+TUNING = Tuning(
+    sm_80=(triton.Config({"BLOCK": 1024}, num_warps=4, num_stages=1),
+           triton.Config({"BLOCK": 2048}, num_warps=8, num_stages=1),
+           triton.Config({"BLOCK": 4096}, num_warps=8, num_stages=1)),
+    sm_90=(triton.Config({"BLOCK": 1024}, num_warps=4, num_stages=1),
+           triton.Config({"BLOCK": 2048}, num_warps=4, num_stages=1),
+           triton.Config({"BLOCK": 4096}, num_warps=8, num_stages=1),
+           triton.Config({"BLOCK": 8192}, num_warps=16, num_stages=1)),
+    key=("key_hw",),
+    interpreter=triton.Config({"BLOCK": 1024}, num_warps=4, num_stages=1),
+)
 
 
-@triton.jit
+@tuned(TUNING)
+@triton.jit(do_not_specialize=["key_hw"])
 def _mask_pixels_kernel(src_ptr, dst_ptr, mask_ptr, fill_ptr, C, H, W, s_n, s_c, s_h, s_w,
-                        d_n, d_c, d_h, d_w, INPLACE: tl.constexpr, BLOCK: tl.constexpr):
+                        d_n, d_c, d_h, d_w, key_hw, INPLACE: tl.constexpr, BLOCK: tl.constexpr):
     plane = tl.program_id(0)
     n = (plane // C).to(tl.int64)
     c = plane % C
@@ -44,9 +60,9 @@ def _launch(src: torch.Tensor, dst: torch.Tensor, boxes: torch.Tensor, fill: tor
         return
     mask = masked_cell_plane(boxes, n, h, w)
     fill_c = fill.to(src.dtype).expand(c).contiguous()
-    grid = (n * c, triton.cdiv(h * w, _BLOCK))
-    wrap_triton(_mask_pixels_kernel)[grid](src, dst, mask, fill_c, c, h, w, *src.stride(), *dst.stride(),
-                                           INPLACE=inplace, BLOCK=_BLOCK)
+    kernel = _mask_pixels_kernel.for_device(src.device)
+    wrap_triton(kernel)[lambda meta: (n * c, triton.cdiv(h * w, meta["BLOCK"]))](
+        src, dst, mask, fill_c, c, h, w, *src.stride(), *dst.stride(), size_bucket(h * w), INPLACE=inplace)
 
 
 @triton_op("vlengine::mask_pixels_triton", mutates_args=())

@@ -86,12 +86,41 @@ def report() -> str:
             lines.append(f"    {d.name:<26} default={chosen}  (vlengine::{d.library_op})")
             for backend, reason in reasons.items():
                 lines.append(f"      {backend:<10} {'ok' if reason is None else 'no: ' + reason}")
+    lines += _dtype_lines(compiled, gpus)
     lines.append("")
     lines.append("pure-PyTorch ops (no compiled backends; they run anywhere torch does)")
     for d in descriptors:
         if not d.compiled:
             lines.append(f"    {d.name:<26} {d.summary}")
     return "\n".join(lines)
+
+
+def _dtype_lines(compiled, gpus: int) -> list[str]:
+    """Per op and compiled backend, the dtypes it takes on each visible GPU, or the table's requirements."""
+    import torch
+
+    from .ops import _dtypes
+
+    lines = [""]
+    if gpus:
+        targets = [(f"gpu {i} ({_dtypes.arch_name(tuple(torch.cuda.get_device_capability(i)))})",
+                    tuple(torch.cuda.get_device_capability(i))) for i in range(gpus)]
+        lines.append("dtypes each backend takes on the visible GPU")
+    else:
+        targets = [("no GPU visible; what each backend needs", None)]
+        lines.append("dtypes each backend takes (sm_XY+: the oldest GPU architecture that dtype needs)")
+    for title, capability in targets:
+        lines.append(f"  {title}:")
+        for d in compiled:
+            for i, backend in enumerate(b for b in d.backends if b != "reference"):
+                if capability is None:
+                    taken = _dtypes.describe(d.dtypes, backend)
+                else:
+                    names = [_dtypes.dtype_name(t) for t in _dtypes.supported(d.dtypes, backend, capability)]
+                    taken = ", ".join(names) or "none: " + _dtypes.reason_unsupported(d.dtypes, backend, None,
+                                                                                     capability)
+                lines.append(f"    {d.name if i == 0 else '':<26} {backend:<7} {taken}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

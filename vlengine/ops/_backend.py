@@ -7,9 +7,11 @@ Every fused op has up to four backends:
     triton     the Triton kernels of vlengine.kernels (sm_80+; on the CPU only
                under Triton's interpreter, TRITON_INTERPRET=1, which is how CI tests them)
 
-Ops call ``select(op, device, backend)`` through their descriptor: an explicit
-``backend=`` wins (and fails loudly if it cannot run); otherwise the fastest
-usable one for the device. When a compiled backend that would have been
+Ops call ``select(op, device, backend, dtype)`` through their descriptor: an
+explicit ``backend=`` wins (and fails loudly if it cannot run); otherwise the
+fastest usable one for the device. A backend whose kernels do not take the
+input's dtype on this GPU (the descriptor's ``dtypes`` table, ``_dtypes``) is
+skipped, and refused with a ValueError when named, before anything launches. When a compiled backend that would have been
 preferred cannot be loaded (not built, stale, built against another torch),
 the first call that falls back says so once with a warning.
 """
@@ -23,7 +25,7 @@ import warnings
 
 import torch
 
-from . import _extension, _registry
+from . import _dtypes, _extension, _registry
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 # Preference when the caller does not choose. Triton is not picked on the CPU:
@@ -49,11 +51,37 @@ def _op_registered(op: str) -> bool:
     return hasattr(torch.ops.vlengine, op)
 
 
-def reason_unavailable(backend: str, device: torch.device, op: str | None = None) -> str | None:
-    """None if ``backend`` can run ``op`` on ``device``; otherwise a sentence saying why not.
+def gpu_capability(device: torch.device) -> tuple[int, int] | None:
+    """The compute capability of ``device``'s GPU; None for other devices or when no GPU is visible."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def reason_dtype_unsupported(backend: str, device: torch.device, op: str | None = None,
+                             dtype: torch.dtype | None = None) -> str | None:
+    """None if ``backend``'s kernels take ``dtype`` on ``device`` (any dtype when None); else why not."""
+    descriptor = _registry.find(op) if op is not None else None
+    if descriptor is not None and backend not in descriptor.backends:
+        return None  # no such kernels at all: reason_unavailable says so
+    table = descriptor.dtypes if descriptor is not None else _dtypes.KERNEL_DTYPES
+    capability = gpu_capability(device) if backend != "cpu" else None
+    return _dtypes.reason_unsupported(table, backend, dtype, capability)
+
+
+def reason_unavailable(backend: str, device: torch.device, op: str | None = None,
+                       dtype: torch.dtype | None = None) -> str | None:
+    """None if ``backend`` can run ``op`` on ``device`` (for inputs of ``dtype``); otherwise a sentence saying why not.
 
     ``op`` is an op's public name or its library op name (see ``_descriptor``).
     """
+    reason = _reason_unavailable(backend, device, op)
+    if reason is None and backend != "reference":
+        reason = reason_dtype_unsupported(backend, device, op, dtype)
+    return reason
+
+
+def _reason_unavailable(backend: str, device: torch.device, op: str | None) -> str | None:
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}; choose one of {BACKENDS}"
     descriptor = _registry.find(op) if op is not None else None
@@ -69,8 +97,6 @@ def reason_unavailable(backend: str, device: torch.device, op: str | None = None
             return err
         if device.type == "cpu" and not triton_interpreted():
             return "Triton runs on the CPU only under its interpreter (set TRITON_INTERPRET=1)"
-        if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
-            return "the Triton kernels target sm_80 and newer; this GPU is older"
         if device.type not in ("cpu", "cuda"):
             return f"no Triton kernels for {device.type} tensors"
         if op is not None and not _registry.triton_registered(op):
@@ -92,21 +118,41 @@ def reason_unavailable(backend: str, device: torch.device, op: str | None = None
     return None
 
 
-def select(op: str, device: torch.device, backend: str | None = None) -> str:
-    """The backend to run ``op`` on tensors of ``device``."""
+def select(op: str, device: torch.device, backend: str | None = None, dtype: torch.dtype | None = None) -> str:
+    """The backend to run ``op`` on tensors of ``device`` (and of ``dtype``, when given)."""
     if backend is not None:
-        reason = reason_unavailable(backend, device, op)
+        if backend in BACKENDS and backend != "reference":
+            unsupported = reason_dtype_unsupported(backend, device, op, dtype)
+            if unsupported:
+                raise ValueError(_refusal(op, backend, device, dtype, unsupported))
+        reason = reason_unavailable(backend, device, op, dtype)
         if reason:
             raise RuntimeError(f"vlengine.ops.{op}: backend {backend!r} cannot run here: {reason}")
         return backend
     for candidate in _PREFERENCE.get(device.type, ("reference",)):
-        reason = reason_unavailable(candidate, device, op)
+        reason = reason_unavailable(candidate, device, op, dtype)
         if reason is None:
             return candidate
         failure = load_failure(candidate, device, op)
         if failure is not None:
             _warn_fallback_once(candidate, failure, op)
     return "reference"
+
+
+def _refusal(op: str, backend: str, device: torch.device, dtype: torch.dtype | None, reason: str) -> str:
+    """The ValueError of a named backend that cannot take the input's dtype on this GPU: what to use instead."""
+    descriptor = _registry.find(op)
+    name = descriptor.name if descriptor is not None else op
+    others = descriptor.backends if descriptor is not None else BACKENDS
+    usable = [f"backend={b!r}" for b in others if b != backend and reason_unavailable(b, device, op, dtype) is None]
+    instead = " or ".join(usable + ["backend=None (the fastest that can)"])
+    capability = gpu_capability(device) if backend != "cpu" else None
+    table = descriptor.dtypes if descriptor is not None else _dtypes.KERNEL_DTYPES
+    convertible = [_dtypes.dtype_name(d) for d in _dtypes.supported(table, backend, capability) if d != dtype]
+    if convertible:
+        instead += f", or inputs of {' / '.join(convertible)}"
+    what = _dtypes.dtype_name(dtype) if dtype is not None else "its inputs"
+    return f"vlengine.ops.{name}: backend {backend!r} cannot run {what} here: {reason}. Use {instead}."
 
 
 def load_failure(backend: str, device: torch.device, op: str | None = None) -> str | None:
@@ -149,7 +195,8 @@ def _warn_fallback_once(backend: str, failure: str, op: str | None) -> None:
                   "`python -m vlengine.info` shows every backend's state.", RuntimeWarning, stacklevel=level)
 
 
-def not_supported_reasons(device: torch.device | str = "cpu", op: str | None = None) -> dict[str, str | None]:
-    """For each backend, None if usable on ``device``, else why not."""
+def not_supported_reasons(device: torch.device | str = "cpu", op: str | None = None,
+                          dtype: torch.dtype | None = None) -> dict[str, str | None]:
+    """For each backend, None if usable on ``device`` (for inputs of ``dtype``), else why not."""
     device = torch.device(device)
-    return {b: reason_unavailable(b, device, op) for b in BACKENDS}
+    return {b: reason_unavailable(b, device, op, dtype) for b in BACKENDS}

@@ -27,6 +27,8 @@ from typing import Callable, Mapping
 
 import torch
 
+from ._dtypes import KERNEL_DTYPES, DtypeTable
+
 COMPILED_BACKENDS = ("cpu", "cuda", "triton")
 
 
@@ -77,6 +79,9 @@ class OpDescriptor:
     kernel_module: the Triton kernels' module, whose import registers the ``_triton`` ops.
     public:      every public function that runs on this op (``name`` first).
     backends:    the backends the op has, each usable when ``_backend.reason_unavailable`` says so.
+    dtypes:      per compiled backend, the dtypes its kernels take and the oldest GPU each needs
+                 (``_dtypes``); dispatch skips, or refuses when named, a backend that cannot take
+                 the input's dtype on its GPU.
     """
 
     name: str
@@ -88,6 +93,7 @@ class OpDescriptor:
     kernel_module: str | None = None
     public: tuple[str, ...] = ()
     backends: tuple[str, ...] = ("reference", "cpu", "cuda", "triton")
+    dtypes: DtypeTable = field(default_factory=lambda: KERNEL_DTYPES)
 
     def __post_init__(self):
         if not self.public:
@@ -113,8 +119,8 @@ class OpDescriptor:
         """The torch.ops callable of ``backend`` (the forward op unless ``library_name``)."""
         return getattr(BackendOps(backend_suffix(backend)), library_name or self.library_op)
 
-    def select(self, device: torch.device, backend: str | None = None) -> str:
-        """The backend to run on ``device``: an explicit one (checked), or the fastest usable."""
+    def select(self, device: torch.device, backend: str | None = None, dtype: torch.dtype | None = None) -> str:
+        """The backend to run inputs of ``dtype`` on ``device``: an explicit one (checked), or the fastest usable."""
         from . import _backend
 
-        return _backend.select(self.library_op or self.name, device, backend)
+        return _backend.select(self.library_op or self.name, device, backend, dtype)

@@ -42,7 +42,7 @@ def box_iou_batched(boxes1: torch.Tensor, boxes2: torch.Tensor, *, backend: str 
     check_boxes(op, "boxes1", boxes1)
     check_boxes(op, "boxes2", boxes2)
 
-    chosen = DESCRIPTOR.select(boxes1.device, backend)
+    chosen = DESCRIPTOR.select(boxes1.device, backend, boxes1.dtype)
     if chosen == "reference":
         return reference.box_iou_batched(boxes1, boxes2)
     return DESCRIPTOR.op(chosen)(boxes1, boxes2)

@@ -79,7 +79,7 @@ def contrastive_loss(text: torch.Tensor, image: torch.Tensor, temperature, kind:
     if kind == "pwcl" and total < 2:
         raise ValueError(f"{op}: kind='pwcl' needs at least 2 pairs (its denominator sums over i != j), got {total}")
     scale = _scale(op, temperature, text)
-    chosen = DESCRIPTOR.select(text.device, backend)
+    chosen = DESCRIPTOR.select(text.device, backend, text.dtype)
 
     if group is None:
         columns, offset = image, 0

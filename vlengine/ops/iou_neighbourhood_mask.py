@@ -46,7 +46,7 @@ def iou_neighbourhood_mask(boxes: torch.Tensor, valid: torch.Tensor, anchors: to
     check_boxes(op, "boxes", boxes, valid)
     threshold, inclusive = check_threshold(op, threshold), bool(inclusive)
 
-    chosen = DESCRIPTOR.select(boxes.device, backend)
+    chosen = DESCRIPTOR.select(boxes.device, backend, boxes.dtype)
     if chosen == "reference":
         return reference.iou_neighbourhood_mask(boxes, valid, anchors, threshold, inclusive)
     return DESCRIPTOR.op(chosen)(boxes, valid, anchors, threshold, inclusive)

@@ -48,7 +48,7 @@ def mask_pixels(images: torch.Tensor, boxes, fill=0.0, inplace: bool = False, *,
     _checks.check_rois(op, "boxes", boxes, images.shape[0])
     fill = _fill_tensor(op, fill, images)
 
-    chosen = DESCRIPTOR.select(images.device, backend)
+    chosen = DESCRIPTOR.select(images.device, backend, images.dtype)
     if chosen == "reference":
         return reference.mask_pixels(images, boxes, fill, inplace=inplace)
     if inplace and not (images.requires_grad and torch.is_grad_enabled()):

@@ -52,7 +52,7 @@ def roi_align_masked(input: torch.Tensor, rois, masked_boxes, output_size, spati
     if not spatial_scale > 0:
         raise ValueError(f"{op}: spatial_scale must be positive, got {spatial_scale}")
 
-    chosen = DESCRIPTOR.select(input.device, backend)
+    chosen = DESCRIPTOR.select(input.device, backend, input.dtype)
     if chosen == "reference":
         return reference.roi_align_masked(input, rois, masked_boxes, (ph, pw), spatial_scale, sampling_ratio, aligned)
     return DESCRIPTOR.op(chosen)(input, rois, masked_boxes, spatial_scale, ph, pw, sampling_ratio, aligned)

@@ -9,12 +9,11 @@
 
 #include <algorithm>
 
+#include "launch.cuh"
 #include "vlengine/box_iou.h"
 
 namespace vlengine {
 namespace {
-
-constexpr int kThreads = 256;
 
 template <typename T>
 __global__ void box_iou_batched_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
@@ -53,10 +52,10 @@ at::Tensor box_iou_batched_cuda(const at::Tensor& boxes1, const at::Tensor& boxe
   if (total == 0) return out.to(boxes1.scalar_type());
   const auto a = boxes1.to(acc).contiguous();
   const auto b = boxes2.to(acc).contiguous();
-  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20);
+  const Launch launch = grid_stride_launch(total);  // per device; unmeasured: measure when a GPU is lent
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(acc, "box_iou_batched_cuda", [&] {
-    box_iou_batched_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+    box_iou_batched_kernel<scalar_t><<<launch.blocks, launch.threads, 0, stream>>>(
         a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), total, N, M);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

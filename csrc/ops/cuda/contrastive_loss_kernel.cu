@@ -18,6 +18,7 @@
 
 #include <limits>
 
+#include "launch.cuh"
 #include "vlengine/contrastive_tiles.h"
 
 namespace vlengine {
@@ -128,11 +129,6 @@ __global__ void softmax_grad_kernel(T* __restrict__ S, int64_t rows, int64_t col
   }
 }
 
-int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 8 ? blocks : 65535 * 8);
-}
-
 struct CudaHooks {
   static void merge_rows(const at::Tensor& S, at::Tensor row_max, at::Tensor row_sum) {
     if (S.size(0) == 0 || S.size(1) == 0) return;
@@ -171,7 +167,8 @@ struct CudaHooks {
     if (rows == 0 || cols == 0) return;
     auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "contrastive_softmax_grad", [&] {
-      softmax_grad_kernel<scalar_t><<<blocks_for(rows * cols), kThreads, 0, stream>>>(
+      const Launch launch = grid_stride_launch(rows * cols);  // per device; unmeasured: measure when a GPU is lent
+      softmax_grad_kernel<scalar_t><<<launch.blocks, launch.threads, 0, stream>>>(
           S.data_ptr<scalar_t>(), rows, cols, row_lse.data_ptr<scalar_t>(), row_grad.data_ptr<scalar_t>(),
           col_lse.defined() ? col_lse.data_ptr<scalar_t>() : nullptr,
           col_grad.defined() ? col_grad.data_ptr<scalar_t>() : nullptr);

@@ -17,15 +17,12 @@
 #include <torch/library.h>
 
 #include "cell_mask.cuh"
+#include "launch.cuh"
 #include "vlengine/box_checks.h"
 #include "vlengine/roi_geometry.h"
 
 namespace vlengine {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int64_t blocks_for(int64_t n) { return std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20); }
 
 template <typename scalar_t, typename acc_t>
 __global__ void roi_align_masked_forward_kernel(const scalar_t* __restrict__ input, const acc_t* __restrict__ rois,
@@ -164,7 +161,8 @@ at::Tensor roi_align_masked_forward_cuda(const at::Tensor& input, const at::Tens
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_masked_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto rois_acc = rois.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-    roi_align_masked_forward_kernel<scalar_t, acc_t><<<blocks_for(total), kThreads, 0, stream>>>(
+    const Launch launch = grid_stride_launch(total);  // per device; unmeasured: measure when a GPU is lent
+    roi_align_masked_forward_kernel<scalar_t, acc_t><<<launch.blocks, launch.threads, 0, stream>>>(
         input.data_ptr<scalar_t>(), rois_acc.data_ptr<acc_t>(),
         cell_mask.defined() ? cell_mask.data_ptr<uint8_t>() : nullptr, output.data_ptr<scalar_t>(), total, N, C, H,
         W, input.stride(0), input.stride(1), input.stride(2), input.stride(3), static_cast<acc_t>(spatial_scale),
@@ -197,12 +195,14 @@ at::Tensor roi_align_masked_backward_cuda(const at::Tensor& grad, const at::Tens
     const auto rois_acc = rois.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
     const uint8_t* mask = cell_mask.defined() ? cell_mask.data_ptr<uint8_t>() : nullptr;
     if (deterministic) {
-      roi_align_masked_backward_plane_kernel<scalar_t, acc_t><<<blocks_for(N * C), kThreads, 0, stream>>>(
+      const Launch launch = grid_stride_launch(N * C);  // per device; unmeasured: measure when a GPU is lent
+      roi_align_masked_backward_plane_kernel<scalar_t, acc_t><<<launch.blocks, launch.threads, 0, stream>>>(
           grad_c.data_ptr<scalar_t>(), rois_acc.data_ptr<acc_t>(), mask, grad_input.data_ptr<acc_t>(), K, N, C, H, W,
           static_cast<acc_t>(spatial_scale), pooled_h, pooled_w, sampling_ratio, aligned);
     } else {
       const int64_t total = grad_c.numel();
-      roi_align_masked_backward_atomic_kernel<scalar_t, acc_t><<<blocks_for(total), kThreads, 0, stream>>>(
+      const Launch launch = grid_stride_launch(total);  // per device; unmeasured: measure when a GPU is lent
+      roi_align_masked_backward_atomic_kernel<scalar_t, acc_t><<<launch.blocks, launch.threads, 0, stream>>>(
           grad_c.data_ptr<scalar_t>(), rois_acc.data_ptr<acc_t>(), mask, grad_input.data_ptr<acc_t>(), total, N, C,
           H, W, static_cast<acc_t>(spatial_scale), pooled_h, pooled_w, sampling_ratio, aligned);
     }
