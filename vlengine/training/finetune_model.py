@@ -48,7 +48,7 @@ def init_backbone(cfg: FinetuneConfig, vocab_size: int | None) -> Init:
 
     path = cfg.init
     if path is not None and os.path.isfile(path):
-        from vlengine.models.export import backbone_state, build_backbone, read_export
+        from vlengine.models.export import backbone_state, build_backbone, head_state, read_export
 
         info, tensors = read_export(path)
         if info.task:
@@ -59,7 +59,7 @@ def init_backbone(cfg: FinetuneConfig, vocab_size: int | None) -> Init:
         if missing or unexpected:
             raise ConfigError(f"{path} does not match a {info.architecture}: missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]}")
-        heads = {p: {k[len(p):]: t for k, t in tensors.items() if k.startswith(p)} for p in ("mlm.", "itm.")}
+        heads = {prefix: head_state(tensors, prefix) for prefix in ("mlm.", "itm.")}
         return Init(backbone, {p: h for p, h in heads.items() if h}, info.extra.get("vocab"),
                     f"{info.architecture} export {path} ({info.recipe or 'unknown'} recipe)")
     from vlengine.models import VLConfig
@@ -121,9 +121,9 @@ DEFAULT_LIMITS = {"max_text_len": 64, "max_regions": None}
 def zero_shot_retrieval(info, tensors: dict, path: str):
     """Retrieval with a pretraining export's own ITM head, no fine-tuning (InterBERT's zero-shot setting);
     the dual encoder is CSS-BERT's own projections, or untrained otherwise (use full ITM ranking then)."""
-    from vlengine.models.export import backbone_state, build_backbone
+    from vlengine.models.export import backbone_state, build_backbone, head_state
 
-    itm = {k[len("itm."):]: t for k, t in tensors.items() if k.startswith("itm.")}
+    itm = head_state(tensors, "itm.")
     if info.architecture == "InterBert":
         # its ITM head multiplies text [CLS] with an image summary; the retrieval model's reads the pooled output
         raise ConfigError(f"{path}: zero-shot ranking with InterBERT's two-input ITM head is not in vlengine "
