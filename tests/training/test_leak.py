@@ -7,6 +7,7 @@ their features with no caption at all. A linear probe trained on those features
 predicts the masked object's colour on held-out images. With pixel masking on
 the object's pixels are gone before the trunk, so the probe must be near chance;
 with masking off (the same regions, mask_mode="none") it must read the colour.
+Masking on the C4 map ("feature_map", the config's `features`) must hide it as well.
 The trunk is a small random conv net: it needs no training to carry colour.
 """
 
@@ -75,16 +76,17 @@ def _probe_accuracy(train, test) -> float:
     return (probe(xte).argmax(1) == yte).float().mean().item()
 
 
-def test_pixel_masking_hides_the_masked_region_from_vision(raw_batches):
+@pytest.mark.parametrize("hiding", ["pixels", "feature_map"])
+def test_pixel_and_feature_masking_hide_the_masked_region_from_vision(raw_batches, hiding):
     assert int(raw_batches["heldout"].region_masked.sum()) >= 40
     chance = max(torch.bincount(_masked_region_features(raw_batches["heldout"], "none")[1],
                                 minlength=N_COLOURS).tolist()) / int(raw_batches["heldout"].region_masked.sum())
     visible = _probe_accuracy(_masked_region_features(raw_batches["train"], "none"),
                               _masked_region_features(raw_batches["heldout"], "none"))
-    hidden = _probe_accuracy(_masked_region_features(raw_batches["train"], "pixels"),
-                             _masked_region_features(raw_batches["heldout"], "pixels"))
-    print(f"colour of masked regions from vision alone: masking off {visible:.2f}, pixel masking on {hidden:.2f}, "
-          f"majority class {chance:.2f}")
+    hidden = _probe_accuracy(_masked_region_features(raw_batches["train"], hiding),
+                             _masked_region_features(raw_batches["heldout"], hiding))
+    print(f"colour of masked regions from vision alone: masking off {visible:.2f}, {hiding} masking on "
+          f"{hidden:.2f}, majority class {chance:.2f}")
     # measured here: off 0.68, on 0.17, majority 0.18 (seven colours)
     assert visible >= chance + 0.35, "with masking off the masked region's colour must be readable from vision"
-    assert hidden <= chance + 0.10, "with pixel masking on the masked region's colour must not be readable"
+    assert hidden <= chance + 0.10, f"with {hiding} masking on the masked region's colour must not be readable"
