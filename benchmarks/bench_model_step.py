@@ -23,6 +23,13 @@ load drift on a shared machine hits them alike; peak memory is measured per path
     python benchmarks/bench_model_step.py                      # CPU: base + large, reduced batch
     python benchmarks/bench_model_step.py --device cuda        # bf16 autocast, full batch
     python benchmarks/bench_model_step.py --device cuda --precision fp16   # fp16 autocast (the V100 path)
+    python benchmarks/bench_model_step.py --end-to-end --paths pixels,features,composition   # masking paths
+    python benchmarks/bench_model_step.py --end-to-end --paths pixels,features,composition --sizes tiny \
+        --trunk tiny --image-size 128,128 --batch 32                 # the CPU main job's end-to-end shapes
+
+End-to-end paths (``--end-to-end``; model/visual/frontend.py and _visual_paths.py): ``pixels`` (one
+batched mask_pixels call), ``features`` (masking on the C4 map in roi_align_masked), ``composition``
+(a masked copy of the input + torchvision's roi_align); "vs base" is against composition there.
 
 Nothing is written unless ``--record [DIR]`` is given (rows go to DIR/model_step.csv, default benchmarks/results/).
 """
@@ -30,6 +37,7 @@ Nothing is written unless ``--record [DIR]`` is given (rows go to DIR/model_step
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -43,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import RESULTS_DIR, append_records, device_name, git_revision, peak_memory, time_fn  # noqa: E402
+from _visual_paths import build_frontend  # noqa: E402
 
 from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
 from vlengine.models import VLBert, VLConfig  # noqa: E402
@@ -53,7 +62,12 @@ PATHS = {
     "fused": dict(pack=True, unpad=True, attention="sdpa", fused_mlm=True, mask_mode="pixels"),
     "plain": dict(pack=False, unpad=False, attention="eager", fused_mlm=False, mask_mode="pixels_python"),
     "packed": dict(pack=True, unpad=False, attention="eager", fused_mlm=False, mask_mode="pixels_python"),
+    # end to end only (--end-to-end): the fused encoder, the masked RoIs hidden three ways
+    "pixels": dict(pack=True, unpad=True, attention="sdpa", fused_mlm=True, mask_mode="pixels"),
+    "features": dict(pack=True, unpad=True, attention="sdpa", fused_mlm=True, mask_mode="feature_map"),
+    "composition": dict(pack=True, unpad=True, attention="sdpa", fused_mlm=True, mask_mode="composition"),
 }
+END_TO_END_PATHS = ("pixels", "features", "composition")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -100,14 +114,17 @@ def model_config(size: str, **overrides) -> VLConfig:
 
 
 def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, image_hw, optimizer_step: bool,
-          precision: str = "bf16"):
+          precision: str = "bf16", trunk: str = "resnet101"):
     """(step function, batch, model) for one configuration; every path gets the same weights and batch."""
     settings = PATHS[path]
     config = model_config(size, pack=settings["pack"], unpad=settings["unpad"], attention=settings["attention"])
     visual = None
     if end_to_end:
-        from vlengine.models.visual import resnet_c4_frontend
-        visual = resnet_c4_frontend(101, mask_mode=settings["mask_mode"])
+        visual = build_frontend(trunk, settings["mask_mode"])
+        if trunk == "tiny":
+            config = dataclasses.replace(config, region_feature_size=visual.head.out_channels)
+    elif path in END_TO_END_PATHS:
+        raise SystemExit(f"path {path!r} is an end-to-end path: add --end-to-end")
     torch.manual_seed(0)
     model = VLBert(config, visual=visual).to(device).train()
     mlm = MaskedLMHead(config, model.embeddings.word_embeddings, fused=None if settings["fused_mlm"] else False)
@@ -140,10 +157,12 @@ def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, 
 
 
 def run_size(size: str, paths: list[str], batch_size: int, device: str, steps: int, warmup: int,
-             end_to_end: bool, image_hw, optimizer_step: bool, precision: str = "bf16") -> list[dict]:
+             end_to_end: bool, image_hw, optimizer_step: bool, precision: str = "bf16",
+             trunk: str = "resnet101") -> list[dict]:
     """Time every path of one model size, interleaving their steps (fused, plain, fused, plain, ...) so
     that load drift on a shared machine hits all paths alike; median per path."""
-    built = {p: build(size, p, batch_size, device, end_to_end, image_hw, optimizer_step, precision) for p in paths}
+    built = {p: build(size, p, batch_size, device, end_to_end, image_hw, optimizer_step, precision, trunk)
+             for p in paths}
     times = {p: [] for p in paths}
     for p in paths:
         for _ in range(warmup):
@@ -162,7 +181,7 @@ def run_size(size: str, paths: list[str], batch_size: int, device: str, steps: i
         flops_per_token = 6 * n + 12 * config.num_layers * config.hidden_size * s
         median = statistics.median(times[p])
         results.append({
-            "size": size, "path": p, "mode": "end-to-end" if end_to_end else "features", "batch": batch_size,
+            "size": size, "path": p, "mode": f"e2e-{trunk}" if end_to_end else "features", "batch": batch_size,
             "mean_seq_len": round(s, 1),
             "padded_seq_len": int(batch.text_mask.shape[1] + batch.region_valid.shape[1] + 1),
             "step_ms_median": round(median * 1e3, 2), "step_ms_min": round(min(times[p]) * 1e3, 2),
@@ -174,9 +193,10 @@ def run_size(size: str, paths: list[str], batch_size: int, device: str, steps: i
     return results
 
 
-def peak_step_memory(size, path, batch_size, device, end_to_end, image_hw, optimizer_step, precision="bf16") -> float:
+def peak_step_memory(size, path, batch_size, device, end_to_end, image_hw, optimizer_step, precision="bf16",
+                     trunk="resnet101") -> float:
     """MB at peak during one step of a freshly built configuration (its own process: nothing cached)."""
-    step, _, _ = build(size, path, batch_size, device, end_to_end, image_hw, optimizer_step, precision)
+    step, _, _ = build(size, path, batch_size, device, end_to_end, image_hw, optimizer_step, precision, trunk)
     return peak_memory(step, device) / 2**20
 
 
@@ -191,6 +211,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--end-to-end", action="store_true", help="raw images through ResNet-101 C4 + res5")
     parser.add_argument("--image-size", default="384,512", help="H,W in end-to-end mode")
+    parser.add_argument("--trunk", default="resnet101", choices=("resnet101", "tiny"),
+                        help="end-to-end trunk: VL-BERT's ResNet-101 C4, or the CPU main job's tiny C4 "
+                             "(main_job_e2e.yaml; use --image-size 128,128)")
     parser.add_argument("--optimizer", action="store_true", help="include the AdamW update in the step")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
@@ -212,11 +235,11 @@ def main():
     if args.worker:   # result as JSON on the last line
         if args.memory_only:
             mb = peak_step_memory(args.sizes, args.paths, args.batch, args.device, args.end_to_end, image_hw,
-                                  args.optimizer, args.precision)
+                                  args.optimizer, args.precision, args.trunk)
             print(json.dumps({"peak_mem_mb": round(mb, 1)}))
         else:
             print(json.dumps(run_size(args.sizes, args.paths.split(","), args.batch, args.device, steps, warmup,
-                                      args.end_to_end, image_hw, args.optimizer, args.precision)))
+                                      args.end_to_end, image_hw, args.optimizer, args.precision, args.trunk)))
         return
 
     # one peak for every configuration (measured here, before the runs, on a CPU)
@@ -226,7 +249,7 @@ def main():
     def worker(size, paths, batch, extra):
         command = [sys.executable, os.path.abspath(__file__), "--worker", "--device", args.device, "--sizes", size,
                    "--paths", paths, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
-                   "--image-size", args.image_size, "--precision", args.precision, *extra]
+                   "--image-size", args.image_size, "--precision", args.precision, "--trunk", args.trunk, *extra]
         if args.end_to_end:
             command.append("--end-to-end")
         if args.optimizer:
@@ -250,9 +273,10 @@ def main():
             print(f"  {size:<6} {r['path']:<7} {r['step_ms_median']:>10.1f} ms/step", flush=True)
 
     print(f"\n{'size':<6} {'path':<7} {'mode':<10} {'batch':>5} {'seq':>6} {'step ms':>10} {'samples/s':>10} "
-          f"{'tokens/s':>10} {'peak MB':>9} {'TFLOP/s':>8} {'MFU':>7} {'vs plain':>8}")
+          f"{'tokens/s':>10} {'peak MB':>9} {'TFLOP/s':>8} {'MFU':>7} {'vs base':>8}")
     for r in results:
-        plain = next((p for p in results if p["size"] == r["size"] and p["path"] == "plain"), None)
+        # the baseline: the plain path, or in end-to-end mode the composition of library ops
+        plain = next((p for p in results if p["size"] == r["size"] and p["path"] in ("plain", "composition")), None)
         speedup = f"{r['samples_per_s'] / plain['samples_per_s']:.2f}x" if plain else "-"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
         print(f"{r['size']:<6} {r['path']:<7} {r['mode']:<10} {r['batch']:>5} {r['mean_seq_len']:>6} "

@@ -83,12 +83,9 @@ def attribute_and_region_accuracy(objective, batches: Iterable[VLBatch], attribu
     total = 0
     region_correct = region_total = 0
     for batch in batches:
-        keep = batch.image_rows
-        if batch.itm_label is not None:
-            keep = keep & (batch.itm_label == 1)
-        if not bool(keep.any()):
+        batch = _matched_image_rows(batch)
+        if batch is None:
             continue
-        batch = _select_rows(batch, keep)
         masked, target = mask_one_attribute(batch, all_ids, mask_id, generator)
         labelled = target != IGNORE_INDEX
         for cond, view in (("with", masked), ("without", without_image(masked))):
@@ -124,6 +121,14 @@ def attribute_and_region_accuracy(objective, batches: Iterable[VLBatch], attribu
         if count:
             results[f"attr_{group}_acc_{cond}_image"] = hits / count
     return results
+
+
+def _matched_image_rows(batch: VLBatch) -> VLBatch | None:
+    """The batch's image rows that are ITM positives (None if it has none)."""
+    keep = batch.image_rows
+    if batch.itm_label is not None:
+        keep = keep & (batch.itm_label == 1)
+    return _select_rows(batch, keep) if bool(keep.any()) else None
 
 
 def _select_rows(batch: VLBatch, keep: torch.Tensor) -> VLBatch:
@@ -170,3 +175,55 @@ def zero_shot_retrieval(objective, items: list[dict], collate, device, batch_siz
     image_to_text = (matrix.argmax(0) == truth).float().mean().item()
     return {"retrieval_t2i_r1": text_to_image, "retrieval_i2t_r1": image_to_text,
             "retrieval_r1": (text_to_image + image_to_text) / 2, "retrieval_candidates": float(n)}
+
+
+def without_caption(batch: VLBatch) -> VLBatch:
+    """Every row's text cut to "[CLS] [SEP]": the image stays, the caption is gone."""
+    rows = torch.arange(batch.batch_size, device=batch.input_ids.device)
+    cls = batch.input_ids[rows, batch.cls_index]
+    sep = batch.input_ids[rows, batch.cls_index + batch.text_lengths - 1]
+    ids = torch.stack((cls, sep), dim=1)
+    return batch.replace(input_ids=ids, text_mask=torch.ones_like(ids, dtype=torch.bool),
+                         word_ids=torch.full_like(ids, -1), token_type_ids=None, mlm_labels=None)
+
+
+@torch.no_grad()
+def vision_only_region_accuracy(objective, batches: Iterable[VLBatch], device, seed: int = 0,
+                                cast=lambda b: b) -> dict[str, float]:
+    """The masking leak, measured in the model: a masked region's class predicted with the caption removed.
+
+    One labelled object region per image row is masked (as in training: the model's
+    front-end hides it from its pixels or C4 map, per its mask mode) and classified by
+    the MRC head from the image alone. If the masking hides the region, only its box
+    geometry and the other regions remain, and the accuracy sits near chance; if it does
+    not (mask mode "none", or precomputed features with a whole-image region 0 computed
+    from the unmasked image), the region's class is read off the pixels.
+
+    ``masked_region_chance`` is the majority class's share of the evaluated regions
+    (the best guess without input). The box still tells the object's size, so a model
+    that learned it sits up to a size-classes factor above it with the region hidden.
+    """
+    if getattr(objective, "mrc", None) is None:
+        raise ValueError("vision-only region accuracy needs an objective with a masked region classification head")
+    generator = torch.Generator().manual_seed(seed + 1)   # its own draws: the other metrics' stay as they were
+    correct = total = 0
+    counts: dict[int, int] = {}
+    for batch in batches:
+        batch = _matched_image_rows(batch)
+        if batch is None:
+            continue
+        batch = without_caption(mask_one_region(batch, generator))
+        sel = batch.region_masked
+        if not bool(sel.any()):
+            continue
+        out = objective.model(cast(batch.to(device)))
+        targets = batch.region_targets[sel]
+        pred = objective.mrc(out.regions[sel.to(device)]).argmax(-1).cpu()
+        correct += int((pred == targets).sum())
+        total += int(sel.sum())
+        for label in targets.tolist():
+            counts[label] = counts.get(label, 0) + 1
+    if total == 0:
+        raise ValueError("evaluation data holds no labelled object region")
+    return {"masked_region_acc_vision_only": correct / total,
+            "masked_region_chance": max(counts.values()) / total, "masked_region_vision_only_count": float(total)}

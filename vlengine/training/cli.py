@@ -175,6 +175,8 @@ def _summary(result, elapsed: float, cfg) -> None:
                 ("MLM accuracy on attribute words, image removed", ev.get("attr_mlm_acc_without_image")),
                 ("visual-clue gain (points)", ev.get("visual_clue_gain_points")),
                 ("masked region classification accuracy", ev.get("masked_region_acc")),
+                ("masked region accuracy from vision alone (leak)", ev.get("masked_region_acc_vision_only")),
+                ("  chance (majority class of those regions)", ev.get("masked_region_chance")),
                 ("zero-shot retrieval R@1 (text->image)", ev.get("retrieval_t2i_r1")),
                 ("zero-shot retrieval R@1 (image->text)", ev.get("retrieval_i2t_r1"))]
         print("held-out evaluation:")

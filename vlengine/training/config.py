@@ -116,6 +116,10 @@ class PretrainConfig:
         if self.model.bert_checkpoint and not os.path.isdir(self.model.bert_checkpoint):
             raise ConfigError(f"{self.source}: model.bert_checkpoint {self.model.bert_checkpoint!r} is not a folder "
                               "(a path in a config file is relative to the file)")
+        visual = self.model.visual
+        if visual is not None and visual.weights and not os.path.isfile(visual.weights):
+            raise ConfigError(f"{self.source}: model.visual.weights {visual.weights!r} is not a file (a torchvision "
+                              "ResNet state dict; a path in a config file is relative to the file)")
 
     def to_dict(self) -> dict:
         """The fully resolved config (inline DeepSpeed settings, absolute paths) as YAML-safe values."""
@@ -169,6 +173,13 @@ def apply_overrides(cfg, assignments: list[str], sections: tuple[str, ...]):
 
 def _check_across_sections(cfg: PretrainConfig, source: str) -> None:
     """Settings of two sections that only work together."""
+    if (cfg.model.visual is not None) != cfg.data.images:
+        raise ConfigError(f"{source}: end-to-end training needs both model.visual (the front-end) and data.images: "
+                          f"true (raw images in the batches); got model.visual "
+                          f"{'set' if cfg.model.visual is not None else 'unset'}, data.images {cfg.data.images}")
+    if cfg.model.visual is not None and cfg.recipe != "vlbert":
+        raise ConfigError(f"{source}: model.visual (end to end from raw images) is built for recipe vlbert, "
+                          f"not {cfg.recipe}")
     if cfg.recipe == "cssbert" and cfg.objective.nsp_negatives == "in_batch":
         if cfg.data.itm_negative_prob > 0:
             raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' forms NSP's negatives in the batch and "

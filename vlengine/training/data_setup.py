@@ -69,4 +69,4 @@ def make_train_loader(data: DataSection, paths: DataPaths, micro_batch: int, see
         text_batch_size=data.text_batch_size, text_chunk_len=data.text_chunk_len,
         max_text_len=data.max_text_len, max_regions=data.max_regions,
         itm_negative_prob=data.itm_negative_prob, rank=rank, world_size=world, seed=seed,
-        num_workers=data.num_workers, drop_last=True)
+        num_workers=data.num_workers, drop_last=True, image_transform=data.image_transform())

@@ -7,14 +7,18 @@ import torch
 from .sections import EvalSection
 
 
-def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype):
-    """evaluate(engine, step) -> metrics, or None when the corpus has no heldout split."""
+def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype, image_transform=None):
+    """evaluate(engine, step) -> metrics, or None when the corpus has no heldout split.
+
+    ``image_transform``: raw-image mode (an end-to-end model): held-out items carry their decoded
+    image, and the masking leak is measured too (a masked region's class from vision alone)."""
     if paths.heldout is None:
         return None
     import functools
 
     from vlengine.data.loading import CaptionImageDataset, collate_items
-    from vlengine.tasks.grounding_eval import attribute_and_region_accuracy, zero_shot_retrieval
+    from vlengine.tasks.grounding_eval import (attribute_and_region_accuracy, vision_only_region_accuracy,
+                                               zero_shot_retrieval)
 
     attribute_words = paths.manifest.get("attribute_words")
     if not attribute_words:
@@ -29,7 +33,8 @@ def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype)
                 raise ValueError(f"attribute word {word!r} is {len(encoded)} word pieces; expected one")
             ids.append(int(encoded[0]))
         groups[group] = ids
-    dataset = CaptionImageDataset(paths.heldout, max_text_len=64)
+    dataset = CaptionImageDataset(paths.heldout, max_text_len=64, image_transform=image_transform,
+                                  load_features=image_transform is None)
     n_captions = min(eval_cfg.captions, len(dataset))
     batch_size = eval_cfg.batch_size
     seed = eval_cfg.seed
@@ -44,6 +49,10 @@ def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype)
         batches = (collate([dataset[(0, i)] for i in range(s, min(s + batch_size, n_captions))])
                    for s in range(0, n_captions, batch_size))
         results = attribute_and_region_accuracy(objective, batches, groups, tokenizer.mask_id, device, seed, cast)
+        if image_transform is not None and getattr(objective, "mrc", None) is not None:
+            batches = (collate([dataset[(0, i)] for i in range(s, min(s + batch_size, n_captions))])
+                       for s in range(0, n_captions, batch_size))
+            results.update(vision_only_region_accuracy(objective, batches, device, seed, cast))
         n_images = eval_cfg.retrieval_images
         if n_images > 1 and getattr(objective, "itm", None) is not None:
             # one caption per image: the first caption of each of the first n images

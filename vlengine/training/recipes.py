@@ -48,7 +48,10 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
         if objective["soft_region_targets"] is None:
             objective["soft_region_targets"] = soft_regions
         region_ln = cfg.objective.region_visual_ln_init
-        model = VLBert(model_config)
+        # end to end (model.visual): the front-end turns batch.images into region features, hiding the
+        # RoIs the objective's masker marks in batch.region_masked (pixels or C4 map)
+        visual = cfg.model.visual.build() if cfg.model.visual is not None else None
+        model = VLBert(model_config, visual=visual)
         if region_ln is not None:
             # VL-BERT starts both visual LayerNorms at 0 so that the untrained model equals its text
             # BERT. Trained from scratch there is no BERT to protect, and a region token carries

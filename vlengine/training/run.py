@@ -47,7 +47,8 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world)
     # The grounding evaluation masks words with and without the image: it needs a model that
     # accepts text-only rows (VL-BERT and CSS-BERT; InterBERT and SemVLP always take regions).
-    evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config)) \
+    evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config),
+                               image_transform=cfg.data.image_transform(flip=False)) \
         if cfg.recipe in ("vlbert", "cssbert") else None
     return train(objective, loader, ds_config, cfg.train, mixer, evaluate, run_config=cfg.to_dict(),
                  export_metadata=export_metadata(objective.model, paths.vocab, recipe=cfg.recipe))

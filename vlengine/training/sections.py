@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vlengine._config import ConfigError, check_mapping, from_mapping
+from vlengine._config import ConfigError, check_mapping, from_mapping, to_plain
 
 RECIPES = ("vlbert", "interbert", "semvlp", "cssbert")
 MASKING_PRESETS = ("vlbert", "interbert", "interbert-released", "semvlp", "cssbert")
@@ -34,6 +34,7 @@ class ModelSection:
     preset: str | None = None
     bert_checkpoint: str | None = None    # a local BERT folder (relative to the config file)
     settings: dict = field(default_factory=dict)  # VLConfig overrides, as written
+    visual: object = None                 # a VisualSection (end to end from raw images) or None (precomputed)
 
     @classmethod
     def from_mapping(cls, mapping, source: str, base_dir: str | None = None) -> "ModelSection":
@@ -48,6 +49,7 @@ class ModelSection:
         settings = dict(mapping)
         preset = settings.pop("preset", None)
         checkpoint = settings.pop("bert_checkpoint", None)
+        visual = _visual_section(settings.pop("visual", None), source, base_dir)
         if preset is not None and preset not in PRESETS:
             raise ConfigError(f"{source}: model.preset must be one of {', '.join(PRESETS)}, got {preset!r}")
         if checkpoint is not None and not isinstance(checkpoint, str):
@@ -56,17 +58,24 @@ class ModelSection:
         checked = check_mapping(VLConfig, {k: v for k, v in settings.items() if k not in autos}, source, "model")
         # Build once with placeholder sizes so VLConfig's own checks (heads divide hidden, ...) run now.
         try:
-            getattr(VLConfig, preset or "base")(**checked, **{k: 1 for k in autos})
+            # end to end, region_feature_size defaults to the front-end's feature size (see build)
+            implied = {"region_feature_size": visual.feature_size} \
+                if visual is not None and "region_feature_size" not in checked else {}
+            placeholder = getattr(VLConfig, preset or "base")(**checked, **implied, **{k: 1 for k in autos})
         except ValueError as err:
             raise ConfigError(f"{source}: {err}") from None
+        if visual is not None:
+            visual.check_model(placeholder.region_feature_size, source)
         checked.update({k: "auto" for k in autos})
-        return cls(preset=preset, bert_checkpoint=resolve_path(checkpoint, base_dir), settings=checked)
+        return cls(preset=preset, bert_checkpoint=resolve_path(checkpoint, base_dir), settings=checked, visual=visual)
 
     def build(self, vocab_size: int, num_region_classes: int | None):
         """The VLConfig, with "auto" sizes from the corpus (its vocabulary and region classes)."""
         from vlengine.models import VLConfig
 
         values = dict(self.settings)
+        if self.visual is not None:
+            values.setdefault("region_feature_size", self.visual.feature_size)
         if values.get("vocab_size") == "auto":
             values["vocab_size"] = vocab_size
         if values.get("num_region_classes") == "auto":
@@ -79,7 +88,20 @@ class ModelSection:
         out = {"preset": self.preset} if self.preset is not None else {}
         if self.bert_checkpoint is not None:
             out["bert_checkpoint"] = self.bert_checkpoint
+        if self.visual is not None:
+            out["visual"] = to_plain(self.visual)
         return {**out, **self.settings}
+
+
+def _visual_section(mapping, source: str, base_dir: str | None):
+    """model.visual (vlengine.training.visual_section), its weights path relative to the config file."""
+    from .visual_section import VisualSection
+
+    if mapping is None:
+        return None
+    visual = from_mapping(VisualSection, mapping, source, "model.visual")
+    visual.weights = resolve_path(visual.weights, base_dir)
+    return visual
 
 
 # ---- objective, one per recipe ----------------------------------------------------------------------
@@ -181,8 +203,29 @@ class DataSection:
     max_text_len: int = 64
     num_workers: int = 0
     max_tokens: int | None = None
+    # Raw-image mode (end to end, model.visual): the store's JPEGs decoded into batch.images, boxes in
+    # the resized image's pixels, region features not read. Sizes: VL-BERT's 600 / 1000; None keeps
+    # the stored size (the embedded corpus: 128 x 128).
+    images: bool = False
+    image_min_size: int | None = None
+    image_max_size: int | None = None
+    image_normalisation: Literal["caffe", "torchvision"] = "torchvision"   # caffe: VL-BERT's Detectron weights
+    image_flip_prob: float = 0.0
+
+    def image_transform(self, flip: bool = True):
+        """The data package's ImageTransform for raw-image mode, or None (flip=False: evaluation's, no flips)."""
+        if not self.images:
+            return None
+        from vlengine.data.images import ImageTransform
+        return ImageTransform(self.image_min_size, self.image_max_size, self.image_normalisation,
+                              self.image_flip_prob if flip else 0.0)
 
     def __post_init__(self):
+        if self.images:
+            try:
+                self.image_transform()   # its own checks: sizes given together, flip probability
+            except ValueError as err:
+                raise ValueError(f"data: {err}") from None
         if self.text_ratio < 0:
             raise ValueError(f"data.text_ratio must be >= 0, got {self.text_ratio}")
         if not 0.0 <= self.itm_negative_prob < 1.0:

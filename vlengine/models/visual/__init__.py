@@ -3,6 +3,7 @@
 from .backbone import Res5Head, ResNetC4, load_torchvision_resnet
 from .frontend import VisualFrontEnd, mask_pixels_python
 from .resnet import FrozenBatchNorm2d
+from .tiny import TinyC4, TinyHead
 
 
 def resnet_c4_frontend(depth: int = 101, weights=None, freeze_stem: bool = True, freeze_res2: bool = True,
@@ -16,5 +17,14 @@ def resnet_c4_frontend(depth: int = 101, weights=None, freeze_stem: bool = True,
                           mask_mode=mask_mode)
 
 
-__all__ = ["FrozenBatchNorm2d", "Res5Head", "ResNetC4", "VisualFrontEnd", "load_torchvision_resnet",
-           "mask_pixels_python", "resnet_c4_frontend"]
+def tiny_c4_frontend(width: int = 16, out_features: int = 64, freeze_stem: bool = True, freeze_res2: bool = True,
+                     frozen_bn: bool = True, mask_mode: str = "pixels") -> VisualFrontEnd:
+    """The CPU-sized front-end (tiny.py): VL-BERT's stride, RoIAlign 14 x 14 and freezing on a small trunk."""
+    trunk = TinyC4(width, freeze_stem, freeze_res2, frozen_bn)
+    head = TinyHead(trunk.out_channels, out_features, frozen_bn)
+    return VisualFrontEnd(trunk, head, stride=16, output_size=14, sampling_ratio=1, aligned=False,
+                          mask_mode=mask_mode)
+
+
+__all__ = ["FrozenBatchNorm2d", "Res5Head", "ResNetC4", "TinyC4", "TinyHead", "VisualFrontEnd", "load_torchvision_resnet",
+           "mask_pixels_python", "resnet_c4_frontend", "tiny_c4_frontend"]

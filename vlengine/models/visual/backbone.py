@@ -33,12 +33,7 @@ class ResNetC4(nn.Module):
         self.layer2 = make_stage(256, 128, blocks[1], 2, 1, frozen_bn)
         self.layer3 = make_stage(512, 256, blocks[2], 2, 1, frozen_bn)
         _kaiming(self)
-        if freeze_stem:
-            for p in (*self.conv1.parameters(), *self.bn1.parameters()):
-                p.requires_grad_(False)
-        if freeze_res2:
-            for p in self.layer1.parameters():
-                p.requires_grad_(False)
+        freeze_early_stages(self, freeze_stem, freeze_res2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
@@ -57,6 +52,16 @@ class Res5Head(nn.Module):
 
     def forward(self, rois: torch.Tensor) -> torch.Tensor:
         return self.layer4(rois).mean(dim=(2, 3))
+
+
+def freeze_early_stages(trunk: nn.Module, stem: bool, res2: bool) -> None:
+    """No gradient to the stem (conv1, bn1) and / or res2 (layer1): Fast R-CNN's and VL-BERT's choice."""
+    if stem:
+        for p in (*trunk.conv1.parameters(), *trunk.bn1.parameters()):
+            p.requires_grad_(False)
+    if res2:
+        for p in trunk.layer1.parameters():
+            p.requires_grad_(False)
 
 
 def _kaiming(module: nn.Module) -> None:

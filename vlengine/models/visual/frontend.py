@@ -60,6 +60,22 @@ class VisualFrontEnd(nn.Module):
         if boxes.shape[0] != b or valid.shape != boxes.shape[:2]:
             raise ValueError(f"VisualFrontEnd: boxes [B, R, 4] and valid [B, R] must match images' batch {b}, "
                              f"got {list(boxes.shape)} and {list(valid.shape)}")
+        pictured = valid.any(1)
+        if bool(pictured.any()) and not bool(pictured.all()):
+            # Text-only rows mixed into the batch carry a blank image slot: the trunk would spend a
+            # fifth of VL-BERT's step on them (8 text rows per 32 captions). Run the rows with regions.
+            features, whole = self._forward(images[pictured], boxes[pictured], valid[pictured],
+                                            masked[pictured] if masked is not None else None, image_size)
+            out = features.new_zeros((images.shape[0], *features.shape[1:]))
+            out[pictured] = features
+            whole_out = whole.new_zeros((images.shape[0], whole.shape[1]))
+            whole_out[pictured] = whole
+            return out, whole_out
+        return self._forward(images, boxes, valid, masked, image_size)
+
+    def _forward(self, images: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor,
+                 masked: torch.Tensor | None, image_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, height, width = images.shape
         # VL-BERT clamps boxes to the image before both masking and pooling.
         upper = torch.tensor([width - 1, height - 1, width - 1, height - 1], dtype=boxes.dtype, device=boxes.device)
         boxes = torch.minimum(boxes.clamp_min(0), upper)
