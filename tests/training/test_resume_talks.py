@@ -133,7 +133,11 @@ def test_ctrl_c_names_the_last_checkpoint(config, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlengine.cli", "pretrain", "--config", config, "--output-dir", str(out),
            "--set", "train.total_steps=100000", "--set", "train.save_every=3", "--set", "train.log_every=0"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A child inherits an ignored SIGINT (then Python installs no KeyboardInterrupt handler): in two full
+    # CI runs the command kept training after the signal, while it stops when the test runs alone. A user's
+    # terminal delivers Ctrl-C to a process that does not ignore it: start the child that way.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     latest = out / "checkpoints" / "latest"
     deadline = time.monotonic() + 300
     while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
