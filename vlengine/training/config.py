@@ -65,21 +65,13 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, base_dir: str | None = None, source: str = "config") -> "PretrainConfig":
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
-        for key in values:
-            if key not in SECTIONS:
-                raise ConfigError(unknown_key_message(key, SECTIONS, source, ""))
+        values = check_top_level(values, SECTIONS, source)
         recipe = values.get("recipe", "vlbert")
         if recipe not in RECIPES:
             raise ConfigError(f"{source}: recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         fidelity = check_fidelity(values.get("fidelity", DEFAULT_FIDELITY), source)
         values, filled = fill_departures(values, recipe, fidelity)
-        ds_source = values.get("deepspeed", {})
-        if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
-            ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
+        ds_source = deepspeed_source(values, base_dir)
         notes = []
         cfg = cls(recipe=recipe, fidelity=fidelity,
                    model=ModelSection.from_mapping(values.get("model"), source, base_dir),
@@ -95,13 +87,8 @@ class PretrainConfig:
 
     @classmethod
     def from_file(cls, path: str) -> "PretrainConfig":
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as err:
-            raise ConfigError(f"cannot read pretraining config {path}: {err.strerror or err}") from None
-        values = parse_text(text, path)
-        return cls.from_dict(values, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+        return cls.from_dict(read_config_file(path, "pretraining"), base_dir=os.path.dirname(os.path.abspath(path)),
+                             source=path)
 
     def with_overrides(self, assignments: list[str]) -> "PretrainConfig":
         """Apply `section.key=value` overrides (values parsed as YAML: 100, 1e-4, true, [1, 2])."""
@@ -136,6 +123,36 @@ class PretrainConfig:
     def to_yaml(self) -> str:
         import yaml
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def check_top_level(values, sections: tuple[str, ...], source: str) -> dict:
+    """A config file's top level: a mapping (empty file: {}) whose keys are all sections."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
+    for key in values:
+        if key not in sections:
+            raise ConfigError(unknown_key_message(key, sections, source, ""))
+    return values
+
+
+def deepspeed_source(values: dict, base_dir: str | None):
+    """The `deepspeed:` entry as written: a JSON path made absolute (relative to the config file), or inline."""
+    ds_source = values.get("deepspeed", {})
+    if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
+        ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
+    return ds_source
+
+
+def read_config_file(path: str, what: str):
+    """The parsed content of a config file; a missing file is one line naming it."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} config {path}: {err.strerror or err}") from None
+    return parse_text(text, path)
 
 
 def apply_overrides(cfg, assignments: list[str], sections: tuple[str, ...]):

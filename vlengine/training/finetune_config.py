@@ -19,9 +19,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vlengine._config import ConfigError, from_mapping, to_plain, unknown_key_message
+from vlengine._config import ConfigError, from_mapping, to_plain
 
-from .config import _train, apply_overrides, parse_text, read_deepspeed_config
+from .config import _train, apply_overrides, check_top_level, deepspeed_source, read_config_file, read_deepspeed_config
 from .sections import ModelSection, resolve_path
 from .settings import TrainSettings
 
@@ -103,13 +103,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, values: dict, base_dir: str | None = None, source: str = "config") -> "FinetuneConfig":
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
-        for key in values:
-            if key not in SECTIONS:
-                raise ConfigError(unknown_key_message(key, SECTIONS, source, ""))
+        values = check_top_level(values, SECTIONS, source)
         init = values.get("init")
         if init is not None and not isinstance(init, str):
             raise ConfigError(f"{source}: init must be a path (an export .safetensors or a BERT folder), got {init!r}")
@@ -119,9 +113,7 @@ class FinetuneConfig:
         if data.corpus not in (None, "embedded"):
             raise ConfigError(f"{source}: data.corpus is 'embedded' or unset (then data.train/val/images name "
                               f"converted files), got {data.corpus!r}")
-        ds_source = values.get("deepspeed", {})
-        if isinstance(ds_source, str) and base_dir and not os.path.isabs(ds_source):
-            ds_source = os.path.normpath(os.path.join(base_dir, ds_source))
+        ds_source = deepspeed_source(values, base_dir)
         notes = []
         return cls(task=from_mapping(FinetuneTask, values.get("task"), source, "task"),
                    init=resolve_path(init, base_dir),
@@ -132,12 +124,8 @@ class FinetuneConfig:
 
     @classmethod
     def from_file(cls, path: str) -> "FinetuneConfig":
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as err:
-            raise ConfigError(f"cannot read fine-tuning config {path}: {err.strerror or err}") from None
-        return cls.from_dict(parse_text(text, path), base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+        return cls.from_dict(read_config_file(path, "fine-tuning"), base_dir=os.path.dirname(os.path.abspath(path)),
+                             source=path)
 
     def with_overrides(self, assignments: list[str]) -> "FinetuneConfig":
         return apply_overrides(self, assignments, SECTIONS)
