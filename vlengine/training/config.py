@@ -197,6 +197,8 @@ def _check_across_sections(cfg: PretrainConfig, source: str) -> None:
     if cfg.model.visual is not None and cfg.recipe != "vlbert":
         raise ConfigError(f"{source}: model.visual (end to end from raw images) is built for recipe vlbert, "
                           f"not {cfg.recipe}")
+    if cfg.data.qa is not None and cfg.recipe != "semvlp":
+        raise ConfigError(f"{source}: data.qa (image-QA pretraining) is a task of recipe semvlp, not {cfg.recipe}")
     if cfg.recipe == "cssbert" and cfg.objective.nsp_negatives == "in_batch":
         if cfg.data.itm_negative_prob > 0:
             raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' forms NSP's negatives in the batch and "

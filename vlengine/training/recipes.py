@@ -4,7 +4,8 @@
     interbert  InterBert + InterBertPretraining; stage 1 (steps < objective.stage_two_step, or
                objective.stage_one_share of train.total_steps): MLM + MOM (+ ITM with
                objective.stage_one_itm), then MSM + MRM (IoU neighbourhoods) + ITM
-    semvlp     SemVLP + SemVLPPretraining; single- or two-stream per step (objective.two_stream_prob)
+    semvlp     SemVLP + SemVLPPretraining; single- or two-stream per step (objective.two_stream_prob);
+               image QA on the questions of data.qa
     cssbert    CSSBert + CSSBertPretraining; MLM + NSP + PwCL (gathered across ranks)
 """
 
@@ -36,8 +37,9 @@ def build_masker(recipe: str, masking: MaskingSection, tokenizer, task: str | No
     return masking_for(masking.preset or recipe, one_modality_per_row=masking.one_modality_per_row, **text)
 
 
-def build_objective(cfg: PretrainConfig, model_config, tokenizer):
-    """(objective module, task mixer) for cfg.recipe."""
+def build_objective(cfg: PretrainConfig, model_config, tokenizer, num_answers: int | None = None):
+    """(objective module, task mixer) for cfg.recipe; ``num_answers``: the image-QA head's classes
+    (SemVLP with data.qa; None: no QA head)."""
     seed = cfg.train.seed
     soft_regions = cfg.masking.region_targets == "soft"
     if cfg.recipe == "vlbert":
@@ -80,7 +82,8 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
 
         objective = objective_kwargs(cfg.objective, "two_stream_prob")
         p_two = cfg.objective.two_stream_prob
-        module = SemVLPPretraining(SemVLP(model_config), build_masker("semvlp", cfg.masking, tokenizer), **objective)
+        module = SemVLPPretraining(SemVLP(model_config), build_masker("semvlp", cfg.masking, tokenizer),
+                                   num_answers=num_answers, **objective)
         return module, TaskMixer({"single": 1.0 - p_two, "two": p_two}, seed)
     if cfg.recipe == "cssbert":
         from vlengine.models.cssbert import CSSBert
