@@ -104,7 +104,7 @@ class PretrainConfig:
             raise ConfigError(f"{self.source}: model.bert_checkpoint {self.model.bert_checkpoint!r} is not a folder "
                               "(a path in a config file is relative to the file)")
         visual = self.model.visual
-        if visual is not None and visual.weights and not os.path.isfile(visual.weights):
+        if visual is not None and visual.weights not in (None, "corpus") and not os.path.isfile(visual.weights):
             raise ConfigError(f"{self.source}: model.visual.weights {visual.weights!r} is not a file (a torchvision "
                               "ResNet state dict; a path in a config file is relative to the file)")
 

@@ -37,9 +37,11 @@ def build_masker(recipe: str, masking: MaskingSection, tokenizer, task: str | No
     return masking_for(masking.preset or recipe, one_modality_per_row=masking.one_modality_per_row, **text)
 
 
-def build_objective(cfg: PretrainConfig, model_config, tokenizer, num_answers: int | None = None):
+def build_objective(cfg: PretrainConfig, model_config, tokenizer, num_answers: int | None = None,
+                    corpus_dir: str | None = None, log=None):
     """(objective module, task mixer) for cfg.recipe; ``num_answers``: the image-QA head's classes
-    (SemVLP with data.qa; None: no QA head)."""
+    (SemVLP with data.qa; None: no QA head); ``corpus_dir``: where the tiny visual trunk's detector
+    stage trains (model.visual.weights "corpus")."""
     seed = cfg.train.seed
     soft_regions = cfg.masking.region_targets == "soft"
     if cfg.recipe == "vlbert":
@@ -52,7 +54,7 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer, num_answers: i
         region_ln = cfg.objective.region_visual_ln_init
         # end to end (model.visual): the front-end turns batch.images into region features, hiding the
         # RoIs the objective's masker marks in batch.region_masked (pixels or C4 map)
-        visual = cfg.model.visual.build() if cfg.model.visual is not None else None
+        visual = cfg.model.visual.build(corpus_dir, cfg.train.seed, log) if cfg.model.visual is not None else None
         model = VLBert(model_config, visual=visual)
         if region_ln is not None:
             # VL-BERT starts both visual LayerNorms at 0 so that the untrained model equals its text

@@ -41,7 +41,8 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
         log(f"image QA: {len(questions.dataset)} questions, {questions.num_answers} answer classes, "
             f"{cfg.data.qa_ratio:g} question batch(es) per caption batch")
     objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer,
-                                       num_answers=questions.num_answers if questions is not None else None)
+                                       num_answers=questions.num_answers if questions is not None else None,
+                                       corpus_dir=paths.root, log=log if rank == 0 else None)
     if cfg.model.bert_checkpoint:
         # Text embeddings, encoder, pooler and the MLM (and NSP) heads start from a local BERT directory.
         from vlengine.models.weights import load_bert

@@ -100,7 +100,8 @@ def _visual_section(mapping, source: str, base_dir: str | None):
     if mapping is None:
         return None
     visual = from_mapping(VisualSection, mapping, source, "model.visual")
-    visual.weights = resolve_path(visual.weights, base_dir)
+    if visual.weights != "corpus":   # visual_section.CORPUS_WEIGHTS: built, not a file
+        visual.weights = resolve_path(visual.weights, base_dir)
     return visual
 
 
