@@ -34,7 +34,7 @@ class VisualSection:
     # detector stage: trained as a region classifier on the corpus first, frontend_pretraining.py; built
     # once and kept), a front-end state dict (.safetensors) that stage wrote, or None (random init)
     weights: str | None = None
-    pretrain_steps: int = 800           # tiny, weights "corpus": steps of the detector stage (32 images each)
+    pretrain_steps: int = 400           # tiny, weights "corpus": steps of the detector stage (32 images each)
     freeze_stem: bool = True            # Fast R-CNN / VL-BERT: stem and res2 frozen ...
     freeze_res2: bool = True
     frozen_bn: bool = True              # ... and BatchNorm frozen (1-2 images per GPU: batch statistics are noise)
