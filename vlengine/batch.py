@@ -46,7 +46,10 @@ class VLBatch:
     images: torch.Tensor | None = None            # [B, 3, H, W] float32, normalised (raw-image mode)
     # per-row flags
     text_only: torch.Tensor | None = None         # [B] bool, rows from the text-only corpus
-    itm_label: torch.Tensor | None = None         # [B] int64, 1 = matched pair, 0 = random caption
+    itm_label: torch.Tensor | None = None         # [B] int64, 1 = matched pair, 0 = random caption,
+                                                  # IGNORE_INDEX = not an ITM example (a QA row)
+    qa_label: torch.Tensor | None = None          # [B] int64 answer class of a question row (SemVLP's image QA
+                                                  # pretraining), IGNORE_INDEX on every other row
     # filled by the masking policies (vlengine.data.masking)
     mlm_labels: torch.Tensor | None = None        # [B, T] int64, IGNORE_INDEX where not masked
     region_masked: torch.Tensor | None = None     # [B, R] bool, regions whose input is masked

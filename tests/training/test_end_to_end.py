@@ -77,7 +77,8 @@ def test_raw_image_mode_on_a_store_without_images_says_so(tmp_path):
     ({"model": {k: v for k, v in TINY_E2E_MODEL.items() if k != "visual"}}, "needs both model.visual"),
     ({"model": {**TINY_E2E_MODEL, "region_feature_size": 32}}, "region_feature_size is 32 but the tiny"),
     ({"model": {**TINY_E2E_MODEL, "visual": {"trunk": "tiny", "mask_mode": "pixel"}}}, "mask_mode"),
-    ({"model": {**TINY_E2E_MODEL, "visual": {"trunk": "tiny", "weights": "r.pth"}}}, "no pretrained weights"),
+    ({"model": {**TINY_E2E_MODEL, "visual": {"trunk": "resnet50", "weights": "corpus"}}}, "pretrains the tiny trunk"),
+    ({"model": {**TINY_E2E_MODEL, "visual": {**TINY_E2E_MODEL["visual"], "pretrain_steps": 0}}}, "pretrain_steps"),
     ({"data": {"image_min_size": 64}}, "min_size <= max_size"),
 ])
 def test_end_to_end_settings_are_checked_when_read(corpus, tmp_path, change, message):
@@ -130,6 +131,37 @@ def test_masked_rois_reach_the_front_end_and_gradients_reach_only_trainable_stag
         grads = [p.grad for p in trained.parameters()]
         assert grads and all(g is not None for g in grads)
         assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_the_tiny_trunks_detector_stage_is_built_once_beside_the_corpus_and_loaded(corpus, tmp_path):
+    """weights: corpus trains the tiny front-end as a region classifier first (VL-BERT's backbone starts
+    from a detector), keeps the weights beside the corpus and loads them; a file of other sizes is refused."""
+    from safetensors.torch import load_file, safe_open
+    from vlengine.models.visual import load_tiny_frontend, tiny_c4_frontend
+    from vlengine.training.frontend_pretraining import frontend_cache_path
+
+    visual = {**TINY_E2E_MODEL["visual"], "weights": "corpus", "pretrain_steps": 3}
+    cfg = _config(corpus, tmp_path, model={**TINY_E2E_MODEL, "visual": visual})
+    lines = []
+    frontend = cfg.model.visual.build(corpus, seed=0, log=lines.append)
+    path = frontend_cache_path(corpus, 4, 16, 3, 0)
+    assert os.path.isfile(path) and any("held-out region accuracy" in line for line in lines)
+    with safe_open(path, "pt") as f:
+        assert 0.0 <= float(f.metadata()["held_out_region_accuracy"]) <= 1.0
+    saved = load_file(path)
+    for name, value in frontend.state_dict().items():
+        if not name.endswith("num_batches_tracked"):
+            assert torch.equal(value, saved[name]), name
+    # stem and res2 stay frozen after loading (the detector stage trained them; VL-BERT keeps them fixed)
+    assert not any(p.requires_grad for p in frontend.trunk.layer1.parameters())
+    mtime = os.path.getmtime(path)
+    lines.clear()
+    cfg.model.visual.build(corpus, seed=0, log=lines.append)
+    assert os.path.getmtime(path) == mtime and not lines          # built once, then read
+    with pytest.raises(ValueError, match="front-end weights: .* has shape .*other sizes"):
+        load_tiny_frontend(tiny_c4_frontend(8, 32), path)
+    with pytest.raises(ConfigError, match="embedded-layout corpus"):
+        cfg.model.visual.build(str(tmp_path), seed=0)
 
 
 def test_tiny_end_to_end_run_reports_the_masking_leak(corpus, tmp_path):

@@ -60,6 +60,7 @@ _EXPORTS = {
     "ResumableStream": "vlengine.data.loading",
     "BatchPlan": "vlengine.data.loading",
     "CaptionImageDataset": "vlengine.data.loading",
+    "QuestionImageDataset": "vlengine.data.loading",
     "TextChunkDataset": "vlengine.data.loading",
     "collate_items": "vlengine.data.loading",
     "concat_batches": "vlengine.data.loading",

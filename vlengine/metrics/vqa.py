@@ -27,6 +27,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from vlengine.batch import IGNORE_INDEX
+
 from .vqa_normalize import clean_whitespace, normalize_answer, process_digit_article, process_punctuation
 
 VOCAB_FORMAT = "vlengine-vqa-answers"
@@ -200,6 +202,24 @@ class AnswerVocab:
             counts[a] += 1
         kept = sorted(((a, n) for a, n in counts.items() if n >= min_count), key=lambda x: (-x[1], x[0]))
         return cls([a for a, _ in kept], [n for _, n in kept], min_count)
+
+    @classmethod
+    def for_task(cls, task: str, records: Sequence[dict], min_count: int) -> "AnswerVocab":
+        """The answer classes of a ``vqa`` (normalised multiple-choice answers, :meth:`build`) or ``gqa``
+        (raw answers, :meth:`from_strings`) annotation set's records."""
+        if task == "vqa":
+            return cls.build(records, min_count=min_count)
+        if task == "gqa":
+            return cls.from_strings([r["answer"] for r in records if "answer" in r], min_count=min_count)
+        raise ValueError(f"answer vocabularies are built for tasks vqa and gqa, not {task!r}")
+
+    def label(self, task: str, record: dict) -> int:
+        """The single answer class of a record (its multiple-choice answer for VQA, its answer for GQA):
+        IGNORE_INDEX when it has none or it is outside the vocabulary."""
+        answer = record.get("multiple_choice_answer") if task == "vqa" else record.get("answer")
+        if not isinstance(answer, str):
+            return IGNORE_INDEX
+        return self.index.get(normalize_answer(answer) if task == "vqa" else answer, IGNORE_INDEX)
 
     def targets(self, answers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Sparse soft target of one question: (class indices int64, scores float32) of its

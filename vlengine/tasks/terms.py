@@ -51,8 +51,9 @@ def pair_term(logits: torch.Tensor, labels: torch.Tensor, name: str):
 
 
 def positive_rows(batch: VLBatch) -> torch.Tensor:
-    """[B] bool: image rows whose caption matches the image."""
+    """[B] bool: image rows whose text belongs to the image (matched captions, and question rows,
+    whose ITM label is IGNORE_INDEX); only ITM negatives (label 0) are left out."""
     rows = batch.image_rows
     if batch.itm_label is not None:
-        rows = rows & (batch.itm_label == 1)
+        rows = rows & (batch.itm_label != 0)
     return rows

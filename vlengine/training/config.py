@@ -104,7 +104,7 @@ class PretrainConfig:
             raise ConfigError(f"{self.source}: model.bert_checkpoint {self.model.bert_checkpoint!r} is not a folder "
                               "(a path in a config file is relative to the file)")
         visual = self.model.visual
-        if visual is not None and visual.weights and not os.path.isfile(visual.weights):
+        if visual is not None and visual.weights not in (None, "corpus") and not os.path.isfile(visual.weights):
             raise ConfigError(f"{self.source}: model.visual.weights {visual.weights!r} is not a file (a torchvision "
                               "ResNet state dict; a path in a config file is relative to the file)")
 
@@ -197,6 +197,8 @@ def _check_across_sections(cfg: PretrainConfig, source: str) -> None:
     if cfg.model.visual is not None and cfg.recipe != "vlbert":
         raise ConfigError(f"{source}: model.visual (end to end from raw images) is built for recipe vlbert, "
                           f"not {cfg.recipe}")
+    if cfg.data.qa is not None and cfg.recipe != "semvlp":
+        raise ConfigError(f"{source}: data.qa (image-QA pretraining) is a task of recipe semvlp, not {cfg.recipe}")
     if cfg.recipe == "cssbert" and cfg.objective.nsp_negatives == "in_batch":
         if cfg.data.itm_negative_prob > 0:
             raise ConfigError(f"{source}: objective.nsp_negatives 'in_batch' forms NSP's negatives in the batch and "

@@ -57,8 +57,10 @@ def resolve_data(data: DataSection) -> DataPaths:
     return paths
 
 
-def make_train_loader(data: DataSection, paths: DataPaths, micro_batch: int, seed: int, rank: int, world: int):
-    """The resumable pretraining loader (vlengine.data) for this rank."""
+def make_train_loader(data: DataSection, paths: DataPaths, micro_batch: int, seed: int, rank: int, world: int,
+                      questions=None):
+    """The resumable pretraining loader (vlengine.data) for this rank; ``questions``: the image-QA
+    pretraining set (a QuestionImageDataset, see qa_data.py) mixed in at data.qa_ratio."""
     from vlengine.data import make_pretrain_loader
 
     text_ratio = data.text_ratio
@@ -69,4 +71,5 @@ def make_train_loader(data: DataSection, paths: DataPaths, micro_batch: int, see
         text_batch_size=data.text_batch_size, text_chunk_len=data.text_chunk_len,
         max_text_len=data.max_text_len, max_regions=data.max_regions,
         itm_negative_prob=data.itm_negative_prob, rank=rank, world_size=world, seed=seed,
-        num_workers=data.num_workers, drop_last=True, image_transform=data.image_transform())
+        num_workers=data.num_workers, drop_last=True, image_transform=data.image_transform(),
+        questions=questions, qa_ratio=data.qa_ratio, qa_batch_size=data.qa_batch_size)

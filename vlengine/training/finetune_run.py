@@ -88,10 +88,7 @@ def answer_vocab(cfg: FinetuneConfig, train_set, rank: int):
     if cfg.data.answers:
         return AnswerVocab.load(cfg.data.answers)
     records = [train_set[i] for i in range(len(train_set))]
-    if cfg.task.name == "vqa":
-        vocab = AnswerVocab.build(records, min_count=cfg.task.min_answer_count)
-    else:
-        vocab = AnswerVocab.from_strings([r["answer"] for r in records], min_count=cfg.task.min_answer_count)
+    vocab = AnswerVocab.for_task(cfg.task.name, records, cfg.task.min_answer_count)
     if len(vocab) == 0:
         raise ConfigError(f"{cfg.source}: no answer is given for {cfg.task.min_answer_count} or more questions of "
                           f"{cfg.data.train or 'the train split'} (lower task.min_answer_count)")

@@ -4,7 +4,8 @@
     interbert  InterBert + InterBertPretraining; stage 1 (steps < objective.stage_two_step, or
                objective.stage_one_share of train.total_steps): MLM + MOM (+ ITM with
                objective.stage_one_itm), then MSM + MRM (IoU neighbourhoods) + ITM
-    semvlp     SemVLP + SemVLPPretraining; single- or two-stream per step (objective.two_stream_prob)
+    semvlp     SemVLP + SemVLPPretraining; single- or two-stream per step (objective.two_stream_prob);
+               image QA on the questions of data.qa
     cssbert    CSSBert + CSSBertPretraining; MLM + NSP + PwCL (gathered across ranks)
 """
 
@@ -36,8 +37,11 @@ def build_masker(recipe: str, masking: MaskingSection, tokenizer, task: str | No
     return masking_for(masking.preset or recipe, one_modality_per_row=masking.one_modality_per_row, **text)
 
 
-def build_objective(cfg: PretrainConfig, model_config, tokenizer):
-    """(objective module, task mixer) for cfg.recipe."""
+def build_objective(cfg: PretrainConfig, model_config, tokenizer, num_answers: int | None = None,
+                    corpus_dir: str | None = None, log=None):
+    """(objective module, task mixer) for cfg.recipe; ``num_answers``: the image-QA head's classes
+    (SemVLP with data.qa; None: no QA head); ``corpus_dir``: where the tiny visual trunk's detector
+    stage trains (model.visual.weights "corpus")."""
     seed = cfg.train.seed
     soft_regions = cfg.masking.region_targets == "soft"
     if cfg.recipe == "vlbert":
@@ -50,7 +54,7 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
         region_ln = cfg.objective.region_visual_ln_init
         # end to end (model.visual): the front-end turns batch.images into region features, hiding the
         # RoIs the objective's masker marks in batch.region_masked (pixels or C4 map)
-        visual = cfg.model.visual.build() if cfg.model.visual is not None else None
+        visual = cfg.model.visual.build(corpus_dir, cfg.train.seed, log) if cfg.model.visual is not None else None
         model = VLBert(model_config, visual=visual)
         if region_ln is not None:
             # VL-BERT starts both visual LayerNorms at 0 so that the untrained model equals its text
@@ -80,7 +84,8 @@ def build_objective(cfg: PretrainConfig, model_config, tokenizer):
 
         objective = objective_kwargs(cfg.objective, "two_stream_prob")
         p_two = cfg.objective.two_stream_prob
-        module = SemVLPPretraining(SemVLP(model_config), build_masker("semvlp", cfg.masking, tokenizer), **objective)
+        module = SemVLPPretraining(SemVLP(model_config), build_masker("semvlp", cfg.masking, tokenizer),
+                                   num_answers=num_answers, **objective)
         return module, TaskMixer({"single": 1.0 - p_two, "two": p_two}, seed)
     if cfg.recipe == "cssbert":
         from vlengine.models.cssbert import CSSBert

@@ -10,6 +10,7 @@ from .config import PretrainConfig
 from .data_setup import make_train_loader, resolve_data
 from .engine import compute_dtype, init_distributed, load_deepspeed_config
 from .loop import TrainResult, train
+from .qa_data import load_questions
 from .main_eval import build_evaluator
 
 
@@ -35,7 +36,13 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     if rank == 0:
         log(f"data: {paths.root or paths.train} (ready in {time.time() - start:.1f}s)")
     torch.manual_seed(cfg.train.seed)  # model init is part of the run's identity
-    objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer)
+    questions = load_questions(cfg.data, paths, tokenizer, cfg.source)
+    if questions is not None and rank == 0:
+        log(f"image QA: {len(questions.dataset)} questions, {questions.num_answers} answer classes, "
+            f"{cfg.data.qa_ratio:g} question batch(es) per caption batch")
+    objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer,
+                                       num_answers=questions.num_answers if questions is not None else None,
+                                       corpus_dir=paths.root, log=log if rank == 0 else None)
     if cfg.model.bert_checkpoint:
         # Text embeddings, encoder, pooler and the MLM (and NSP) heads start from a local BERT directory.
         from vlengine.models.weights import load_bert
@@ -44,7 +51,8 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
         if rank == 0:
             log(f"initialised {len(report['loaded'])} tensors from BERT {cfg.model.bert_checkpoint}; "
                 f"{len(report['initialised'])} new")
-    loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world)
+    loader = make_train_loader(cfg.data, paths, micro, cfg.train.seed, rank, world,
+                               questions=questions.dataset if questions is not None else None)
     # The grounding evaluation masks words with and without the image: it needs a model that
     # accepts text-only rows (VL-BERT and CSS-BERT; InterBERT and SemVLP always take regions).
     evaluate = build_evaluator(cfg.eval, paths, tokenizer, compute_dtype(ds_config),

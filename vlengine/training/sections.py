@@ -100,7 +100,8 @@ def _visual_section(mapping, source: str, base_dir: str | None):
     if mapping is None:
         return None
     visual = from_mapping(VisualSection, mapping, source, "model.visual")
-    visual.weights = resolve_path(visual.weights, base_dir)
+    if visual.weights != "corpus":   # visual_section.CORPUS_WEIGHTS: built, not a file
+        visual.weights = resolve_path(visual.weights, base_dir)
     return visual
 
 
@@ -139,6 +140,7 @@ class SemVLPObjective:
     itm_weight: float = 1.0
     regression: str = "mse"
     two_stream_prob: float = 0.5
+    qa_weight: float = 1.0                      # image QA (on the question rows data.qa mixes in)
 
     def __post_init__(self):
         if not 0.0 <= self.two_stream_prob <= 1.0:
@@ -211,6 +213,15 @@ class DataSection:
     image_max_size: int | None = None
     image_normalisation: Literal["caffe", "torchvision"] = "torchvision"   # caffe: VL-BERT's Detectron weights
     image_flip_prob: float = 0.0
+    # Image-QA pretraining (SemVLP sec. 3.1, after LXMERT): questions about the store's images, a VQA or
+    # GQA annotation set ("corpus": the questions an embedded-layout corpus folder ships, as the built-in
+    # corpus does, in downstream/vqa_train.jsonl), mixed in as qa_ratio batches of
+    # qa_batch_size rows (default: the micro batch) per caption batch; answer classes are the
+    # normalised answers given for at least qa_min_answer_count questions.
+    qa: str | None = None
+    qa_ratio: float = 0.0
+    qa_batch_size: int | None = None
+    qa_min_answer_count: int = 1
 
     def image_transform(self, flip: bool = True):
         """The data package's ImageTransform for raw-image mode, or None (flip=False: evaluation's, no flips)."""
@@ -232,12 +243,23 @@ class DataSection:
             raise ValueError(f"data.itm_negative_prob must be in [0, 1), got {self.itm_negative_prob}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.qa_ratio < 0:
+            raise ValueError(f"data.qa_ratio must be >= 0, got {self.qa_ratio}")
+        if self.qa_ratio > 0 and self.qa is None:
+            raise ValueError(f"data.qa_ratio {self.qa_ratio} mixes in questions, but data.qa names none (an "
+                             "annotation set from `vlengine data convert --from vqa|gqa`, or 'corpus')")
+        if self.qa_batch_size is not None and self.qa_batch_size < 1:
+            raise ValueError(f"data.qa_batch_size must be >= 1, got {self.qa_batch_size}")
+        if self.qa_min_answer_count < 1:
+            raise ValueError(f"data.qa_min_answer_count must be >= 1, got {self.qa_min_answer_count}")
 
     @classmethod
     def from_mapping(cls, mapping, source: str, base_dir: str | None = None) -> "DataSection":
         data = from_mapping(cls, mapping, source, "data")
         if data.corpus != "embedded":
             data.corpus = resolve_path(data.corpus, base_dir)
+        if data.qa not in (None, "corpus"):
+            data.qa = resolve_path(data.qa, base_dir)
         return data
 
     def check_corpus(self, source: str) -> None:
@@ -245,6 +267,10 @@ class DataSection:
         if self.corpus != "embedded" and not os.path.isdir(self.corpus):
             raise ConfigError(f"{source}: data.corpus {self.corpus!r} is not a folder (a path in a config file is "
                               "relative to the file; use 'embedded' for the built-in corpus)")
+        if self.qa not in (None, "corpus") and not os.path.isdir(self.qa):
+            raise ConfigError(f"{source}: data.qa {self.qa!r} is not a folder (an annotation set from `vlengine data "
+                              "convert --from vqa|gqa`; a path in a config file is relative to the file; 'corpus' "
+                              "for the questions of the corpus folder, as the built-in corpus ships them)")
 
 
 # ---- eval -------------------------------------------------------------------------------------------

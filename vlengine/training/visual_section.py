@@ -14,6 +14,7 @@ trained with the encoder. How a masked RoI is hidden from vision (vlengine.model
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,13 +23,18 @@ from vlengine._config import ConfigError
 # config name -> VisualFrontEnd's name
 FRONTEND_MASK_MODES = {"pixels": "pixels", "features": "feature_map", "none": "none"}
 RESNET_FEATURES = 2048   # res5 of ResNet-50/101
+CORPUS_WEIGHTS = "corpus"   # tiny trunk: its detector stage on the corpus (frontend_pretraining.py)
 
 
 @dataclass
 class VisualSection:
     trunk: Literal["resnet101", "resnet50", "tiny"] = "resnet101"
     mask_mode: Literal["pixels", "features", "none"] = "pixels"
-    weights: str | None = None          # a torchvision ResNet state dict (.pth / .safetensors), relative to the file
+    # ResNets: a torchvision state dict (.pth / .safetensors), relative to the file. tiny: "corpus" (its
+    # detector stage: trained as a region classifier on the corpus first, frontend_pretraining.py; built
+    # once and kept), a front-end state dict (.safetensors) that stage wrote, or None (random init)
+    weights: str | None = None
+    pretrain_steps: int = 400           # tiny, weights "corpus": steps of the detector stage (32 images each)
     freeze_stem: bool = True            # Fast R-CNN / VL-BERT: stem and res2 frozen ...
     freeze_res2: bool = True
     frozen_bn: bool = True              # ... and BatchNorm frozen (1-2 images per GPU: batch statistics are noise)
@@ -36,9 +42,12 @@ class VisualSection:
     out_features: int = 64              # tiny head: region feature size (= 4 * width: identity shortcut)
 
     def __post_init__(self):
+        if self.pretrain_steps < 1:
+            raise ValueError(f"model.visual.pretrain_steps must be >= 1, got {self.pretrain_steps}")
+        if self.trunk != "tiny" and self.weights == CORPUS_WEIGHTS:
+            raise ValueError(f"model.visual.weights {CORPUS_WEIGHTS!r} pretrains the tiny trunk on the corpus; the "
+                             f"{self.trunk} trunk reads a torchvision state dict file")
         if self.trunk == "tiny":
-            if self.weights is not None:
-                raise ValueError("model.visual.weights: the tiny trunk has no pretrained weights (it starts random)")
             if self.width < 1 or self.out_features < 1:
                 raise ValueError(f"model.visual: width and out_features must be >= 1, got {self.width}, "
                                  f"{self.out_features}")
@@ -53,12 +62,24 @@ class VisualSection:
             raise ConfigError(f"{source}: model.region_feature_size is {region_feature_size} but the "
                               f"{self.trunk} front-end gives {self.feature_size}-d region features")
 
-    def build(self):
-        """The VisualFrontEnd (vlengine.models.visual), weights loaded when given."""
-        from vlengine.models.visual import resnet_c4_frontend, tiny_c4_frontend
+    def build(self, corpus_dir: str | None = None, seed: int = 0, log=None):
+        """The VisualFrontEnd (vlengine.models.visual), weights loaded when given (``corpus_dir``: the
+        corpus folder the tiny trunk's detector stage trains on, for weights "corpus")."""
+        from vlengine.models.visual import load_tiny_frontend, resnet_c4_frontend, tiny_c4_frontend
 
         mode = FRONTEND_MASK_MODES[self.mask_mode]
         freezing = {"freeze_stem": self.freeze_stem, "freeze_res2": self.freeze_res2, "frozen_bn": self.frozen_bn}
         if self.trunk == "tiny":
-            return tiny_c4_frontend(self.width, self.out_features, mask_mode=mode, **freezing)
+            frontend = tiny_c4_frontend(self.width, self.out_features, mask_mode=mode, **freezing)
+            weights = self.weights
+            if weights == CORPUS_WEIGHTS:
+                from .frontend_pretraining import ensure_corpus_frontend
+                if corpus_dir is None or not os.path.isfile(os.path.join(corpus_dir, "MANIFEST.json")):
+                    raise ConfigError(f"model.visual.weights {CORPUS_WEIGHTS!r} trains the tiny trunk on an "
+                                      f"embedded-layout corpus folder; {corpus_dir!r} is not one")
+                weights = ensure_corpus_frontend(corpus_dir, self.width, self.out_features, self.pretrain_steps,
+                                                 seed, log=log)
+            if weights is not None:
+                load_tiny_frontend(frontend, weights)
+            return frontend
         return resnet_c4_frontend(int(self.trunk[len("resnet"):]), self.weights, mask_mode=mode, **freezing)

@@ -18,7 +18,7 @@ def _pad_stack(arrays, length: int, fill, dtype) -> np.ndarray:
 
 
 def collate_items(items: list[dict], pad_id: int = 0) -> VLBatch:
-    """Pads a list of dataset items (caption-image and/or text-only) into one VLBatch.
+    """Pads a list of dataset items (caption-image, question-image and/or text-only) into one VLBatch.
 
     Text is padded to the longest row with ``pad_id``; regions to the most boxes
     (``region_valid`` False on padding, text-only rows have no valid region);
@@ -36,9 +36,12 @@ def collate_items(items: list[dict], pad_id: int = 0) -> VLBatch:
                  word_ids=torch.from_numpy(words),
                  text_only=torch.tensor([bool(it.get("text_only", False)) for it in items]),
                  itm_label=torch.tensor([int(it.get("itm_label", 1)) for it in items], dtype=torch.int64))
+    if any("qa_label" in it for it in items):
+        batch["qa_label"] = torch.tensor([int(it.get("qa_label", IGNORE_INDEX)) for it in items], dtype=torch.int64)
     visual = [it for it in items if "boxes" in it]
     extras = {"caption_index": torch.tensor([int(it.get("caption_index", -1)) for it in items]),
-              "image_index": torch.tensor([int(it.get("image_index", -1)) for it in items])}
+              "image_index": torch.tensor([int(it.get("image_index", -1)) for it in items]),
+              "question_index": torch.tensor([int(it.get("question_index", -1)) for it in items])}
     if visual:
         R = max(it["boxes"].shape[0] for it in visual)
         empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64)}
@@ -96,6 +99,9 @@ def concat_batches(a: VLBatch, b: VLBatch, pad_id: int = 0) -> VLBatch:
         out[name] = torch.cat([_pad_dim(x, 1, T, fill), _pad_dim(y, 1, T, fill)])
     for name in ("text_only", "itm_label"):
         out[name] = torch.cat([getattr(a, name), getattr(b, name)])
+    if a.qa_label is not None or b.qa_label is not None:
+        out["qa_label"] = torch.cat([t if t is not None else torch.full((n,), IGNORE_INDEX, dtype=torch.int64)
+                                     for t, n in ((a.qa_label, a.batch_size), (b.qa_label, b.batch_size))])
     # region fields: [B, R, ...] padded to the larger R; absent side = all padding
     region_fields = {"region_features": 0, "region_boxes": 0.0, "region_valid": False, "region_labels": IGNORE_INDEX,
                      "region_soft_labels": 0.0, "region_masked": False, "region_targets": IGNORE_INDEX,

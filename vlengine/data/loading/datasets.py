@@ -100,16 +100,8 @@ class CaptionImageDataset:
             ids = np.concatenate([ids[:self.max_text_len - 1], ids[-1:]])
             words = np.concatenate([words[:self.max_text_len - 1], [-1]])
         rec = self.store.image(image_index)
-        r = rec["num_boxes"] if self.max_regions is None else min(rec["num_boxes"], self.max_regions)
-        item = {"input_ids": ids, "word_ids": words, "itm_label": itm_label, "caption_index": index,
-                "image_index": image_index, "image_size": np.array(rec["image_size"], dtype=np.float32),
-                "boxes": np.array(rec["boxes"][:r], dtype=np.float32),
-                "labels": np.array(rec["labels"][:r], dtype=np.int64)}
-        # features stay views of the mapped file: collate copies them once, into the batch
-        if self.load_features:
-            item["features"] = rec["features"][:r]
-        if "soft_labels" in rec:
-            item["soft_labels"] = rec["soft_labels"][:r]
+        item = store_region_item(self.store, image_index, self.max_regions, self.load_features, rec)
+        item.update(input_ids=ids, word_ids=words, itm_label=itm_label, caption_index=index)
         if self.image_transform is not None:
             rng = _item_rng(self.seed, epoch, index, IMAGE_STREAM)
             flip = self.image_transform.draw_flip(rng)
@@ -122,6 +114,23 @@ class CaptionImageDataset:
                 ids = item["input_ids"]
                 item["input_ids"] = np.where(ids == left, right, np.where(ids == right, left, ids))
         return item
+
+
+def store_region_item(store: Store, image_index: int, max_regions: int | None = None, load_features: bool = True,
+                      record: dict | None = None) -> dict:
+    """The region fields of store record ``image_index`` in the item layout ``collate_items`` pads:
+    ``image_index``, ``image_size``, ``boxes``, ``labels`` and, where stored, ``features`` (unless
+    ``load_features`` is False) and ``soft_labels``; the first ``max_regions`` boxes."""
+    rec = record if record is not None else store.image(image_index)
+    r = rec["num_boxes"] if max_regions is None else min(rec["num_boxes"], max_regions)
+    item = {"image_index": image_index, "image_size": np.array(rec["image_size"], dtype=np.float32),
+            "boxes": np.array(rec["boxes"][:r], dtype=np.float32), "labels": np.array(rec["labels"][:r], dtype=np.int64)}
+    # features stay views of the mapped file: collate copies them once, into the batch
+    if load_features and "features" in rec:
+        item["features"] = rec["features"][:r]
+    if "soft_labels" in rec:
+        item["soft_labels"] = rec["soft_labels"][:r]
+    return item
 
 
 def _left_right_ids(vocab_file: str | None) -> tuple[int, int] | None:

@@ -30,14 +30,17 @@ class PretrainLoader:
     """Iterator of :class:`VLBatch` (``next(loader)`` step after step); see :func:`make_pretrain_loader`.
 
     The caption stream sets the epochs (and ends iteration when it has
-    ``epochs``); the text-only stream runs endlessly beside it."""
+    ``epochs``); the side streams (``mixed``: name -> (stream, ratio), e.g. the
+    text-only corpus and image-QA questions) run endlessly beside it, each
+    contributing ``ratio`` batches per caption batch."""
 
-    def __init__(self, captions: ResumableStream, text: ResumableStream | None = None, text_ratio: float = 1.0,
+    def __init__(self, captions: ResumableStream, mixed: dict[str, tuple[ResumableStream, float]] | None = None,
                  batch_transform: Callable[[VLBatch], VLBatch] | None = None,
                  pad_id: int = 0, identity: dict | None = None):
-        if text is not None and text_ratio < 0:
-            raise ValueError(f"text_ratio must be >= 0, got {text_ratio}")
-        self.captions, self.text, self.text_ratio = captions, text, float(text_ratio)
+        self.captions, self.mixed = captions, dict(mixed or {})
+        for name, (_stream, ratio) in self.mixed.items():
+            if ratio < 0:
+                raise ValueError(f"{name}_ratio must be >= 0, got {ratio}")
         self.batch_transform, self.pad_id = batch_transform, pad_id
         self.identity = identity or {}
         self.step = 0
@@ -50,18 +53,18 @@ class PretrainLoader:
     def epoch(self) -> int:
         return self.captions.epoch
 
-    def _text_batches_for(self, step: int) -> int:
-        # exactly round(ratio * steps) text batches over any run of steps, spread evenly
-        return math.floor((step + 1) * self.text_ratio) - math.floor(step * self.text_ratio)
+    def _side_batches_for(self, step: int, ratio: float) -> int:
+        # exactly round(ratio * steps) side batches over any run of steps, spread evenly
+        return math.floor((step + 1) * ratio) - math.floor(step * ratio)
 
     def __iter__(self) -> "PretrainLoader":
         return self
 
     def __next__(self) -> VLBatch:
         batch = next(self.captions)  # StopIteration after `epochs` epochs
-        if self.text is not None:
-            for _ in range(self._text_batches_for(self.step)):
-                batch = concat_batches(batch, next(self.text), self.pad_id)
+        for stream, ratio in self.mixed.values():
+            for _ in range(self._side_batches_for(self.step, ratio)):
+                batch = concat_batches(batch, next(stream), self.pad_id)
         self.step += 1
         if self.batch_transform is not None:
             batch = self.batch_transform(batch)
@@ -69,8 +72,9 @@ class PretrainLoader:
 
     def state_dict(self) -> dict:
         """Position after the last batch handed out (JSON-able)."""
-        return {"step": self.step, "captions": self.captions.state_dict(),
-                "text": self.text.state_dict() if self.text is not None else None, "identity": self.identity}
+        state = {"step": self.step, "captions": self.captions.state_dict(), "identity": self.identity}
+        state.update({name: stream.state_dict() for name, (stream, _ratio) in self.mixed.items()})
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("identity") != self.identity:
@@ -78,10 +82,10 @@ class PretrainLoader:
                              "resuming would not reproduce the data order")
         self.step = int(state["step"])
         self.captions.load_state_dict(state["captions"])
-        if self.text is not None:
-            if state.get("text") is None:
-                raise ValueError("loader state has no text-only stream position")
-            self.text.load_state_dict(state["text"])
+        for name, (stream, _ratio) in self.mixed.items():
+            if state.get(name) is None:
+                raise ValueError(f"loader state has no {name} stream position")
+            stream.load_state_dict(state[name])
 
 
 def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | None = None,
@@ -92,7 +96,8 @@ def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | N
                          itm_negative_prob: float = 0.0, rank: int = 0, world_size: int = 1, seed: int = 0,
                          epochs: int | None = None, shuffle: bool = True, drop_last: bool = False,
                          num_workers: int = 0, pin_memory: bool = False, image_transform=None,
-                         batch_transform: Callable[[VLBatch], VLBatch] | None = None) -> PretrainLoader:
+                         batch_transform: Callable[[VLBatch], VLBatch] | None = None,
+                         questions=None, qa_ratio: float = 0.0, qa_batch_size: int | None = None) -> PretrainLoader:
     """A resumable loader of pretraining batches from a store.
 
     Args:
@@ -109,6 +114,10 @@ def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | N
         epochs: stop after this many epochs (None: iterate forever, for step-based training).
         image_transform: raw-image mode (an :class:`~vlengine.data.images.ImageTransform`).
         batch_transform: applied to every final batch (e.g. a masking policy).
+        questions / qa_ratio / qa_batch_size: image-QA pretraining (SemVLP): a
+            :class:`~vlengine.data.loading.question_dataset.QuestionImageDataset` over the same
+            store, ``qa_ratio`` question batches of ``qa_batch_size`` rows (default ``batch_size``)
+            per caption batch, concatenated into the same VLBatch (rows carry ``qa_label``).
     """
     store = open_store(store) if isinstance(store, (str, os.PathLike)) else store
     ds = CaptionImageDataset(store, max_text_len=max_text_len, max_regions=max_regions,
@@ -124,17 +133,26 @@ def make_pretrain_loader(store: Store | str, *, tokenizer: TextEncoder | str | N
                      seed=seed, shuffle=shuffle, drop_last=drop_last)
     collate = functools.partial(collate_items, pad_id=pad_id)
     captions = ResumableStream(ds, plan, collate, epochs=epochs, num_workers=num_workers, pin_memory=pin_memory)
-    text = None
+    mixed = {}
     if text_corpus is not None:
         if tokenizer is None:
             raise ValueError("text_corpus needs a tokenizer (or a store with vocab.txt)")
         tds = TextChunkDataset(text_corpus, tokenizer, chunk_len=text_chunk_len)
         tplan = BatchPlan(len(tds), batch_size=text_batch_size or batch_size or 32, rank=rank, world_size=world_size,
                           seed=seed + 1, shuffle=shuffle, drop_last=drop_last)
-        text = ResumableStream(tds, tplan, collate, num_workers=num_workers, pin_memory=pin_memory)
+        mixed["text"] = (ResumableStream(tds, tplan, collate, num_workers=num_workers, pin_memory=pin_memory),
+                         float(text_ratio))
+    if questions is not None and qa_ratio > 0:
+        qplan = BatchPlan(len(questions), batch_size=qa_batch_size or batch_size or 32, rank=rank,
+                          world_size=world_size, seed=seed + 2, shuffle=shuffle, drop_last=drop_last)
+        mixed["qa"] = (ResumableStream(questions, qplan, collate, num_workers=num_workers, pin_memory=pin_memory),
+                       float(qa_ratio))
     identity = {"store": store.path, "captions": len(ds), "seed": seed, "rank": rank, "world_size": world_size,
-                "batch_size": batch_size, "max_tokens": max_tokens, "text_ratio": text_ratio if text else None}
-    return PretrainLoader(captions, text, text_ratio, batch_transform, pad_id, identity)
+                "batch_size": batch_size, "max_tokens": max_tokens,
+                "text_ratio": text_ratio if "text" in mixed else None}
+    if "qa" in mixed:   # only then: a checkpoint of a run without questions keeps resuming
+        identity.update(questions=len(questions), qa_ratio=float(qa_ratio))
+    return PretrainLoader(captions, mixed, batch_transform, pad_id, identity)
 
 
 def embedded_pretrain_loader(corpus_dir: str | None = None, split: str = "train", seed: int = 0,

@@ -1,6 +1,6 @@
 """End-to-end visual front-end (VL-BERT's Fast R-CNN): ResNet C4 trunk, masked RoIAlign, dilated res5 head."""
 
-from .backbone import Res5Head, ResNetC4, load_torchvision_resnet
+from .backbone import Res5Head, ResNetC4, load_state_checked, load_torchvision_resnet, read_state_dict
 from .frontend import VisualFrontEnd, mask_pixels_python
 from .resnet import FrozenBatchNorm2d
 from .tiny import TinyC4, TinyHead
@@ -26,5 +26,12 @@ def tiny_c4_frontend(width: int = 16, out_features: int = 64, freeze_stem: bool 
                           mask_mode=mask_mode)
 
 
-__all__ = ["FrozenBatchNorm2d", "Res5Head", "ResNetC4", "TinyC4", "TinyHead", "VisualFrontEnd", "load_torchvision_resnet",
+def load_tiny_frontend(frontend: VisualFrontEnd, weights) -> None:
+    """Fill a tiny front-end (trunk + head) from the state dict its detector stage saved (a file or a mapping)."""
+    state = read_state_dict(weights) if not isinstance(weights, dict) else weights
+    load_state_checked(frontend, state, f"tiny front-end (width {frontend.trunk.out_channels // 4}, "
+                       f"{frontend.head.out_channels} features)", kind="front-end weights")
+
+
+__all__ = ["FrozenBatchNorm2d", "Res5Head", "ResNetC4", "TinyC4", "TinyHead", "VisualFrontEnd", "load_tiny_frontend", "load_torchvision_resnet",
            "mask_pixels_python", "resnet_c4_frontend", "tiny_c4_frontend"]

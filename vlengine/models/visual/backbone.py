@@ -96,21 +96,21 @@ def load_torchvision_resnet(trunk: ResNetC4, head: Res5Head | None, state_dict) 
     """
     state = read_state_dict(state_dict) if not isinstance(state_dict, dict) else state_dict
     trunk_state = {k: v for k, v in state.items() if not k.startswith(("layer4.", "fc."))}
-    _load(trunk, trunk_state, "trunk")
+    load_state_checked(trunk, trunk_state, "trunk")
     if head is not None:
-        _load(head, {k: v for k, v in state.items() if k.startswith("layer4.")}, "res5 head")
+        load_state_checked(head, {k: v for k, v in state.items() if k.startswith("layer4.")}, "res5 head")
 
 
-def _load(module: nn.Module, state: dict, what: str) -> None:
+def load_state_checked(module: nn.Module, state: dict, what: str, kind: str = "torchvision ResNet weights") -> None:
+    """``module.load_state_dict(state)`` after checking every key and shape, naming the first mismatches."""
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     own = {k: v for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(f"torchvision ResNet weights do not fit the {what}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(f"{kind} do not fit the {what}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for key, value in state.items():
         if tuple(own[key].shape) != tuple(value.shape):
-            raise ValueError(f"torchvision ResNet weight {key} has shape {list(value.shape)}, the {what} "
-                             f"expects {list(own[key].shape)} (wrong depth?)")
+            raise ValueError(f"{kind}: {key} has shape {list(value.shape)}, the {what} expects "
+                             f"{list(own[key].shape)} (other sizes?)")
     module.load_state_dict(state, strict=False)   # strictness checked above (num_batches_tracked aside)
