@@ -190,7 +190,8 @@ def _two_rank_zero2(corpus, out, cwd):
             "train.total_steps=4", "train.warmup_steps=1", "train.log_every=1", "train.save_every=2",
             f"train.output_dir={out}", "eval.captions=16", "eval.retrieval_images=0", "data.num_workers=0",
             "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
-            "model.visual.width=4", "model.visual.out_features=16"]
+            "model.visual.width=4", "model.visual.out_features=16",
+            "model.visual.pretrain_steps=5"]   # the detector stage, short: both ranks build the same file
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "vlengine.cli", "pretrain", "--config", os.path.join(ROOT, "train", "configs", "main_job_e2e.yaml")]
     for item in sets:
