@@ -21,6 +21,7 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include "vlengine/box_iou.h"
+#include "vlengine/cpu_grain.h"
 
 namespace vlengine {
 namespace {
@@ -67,9 +68,8 @@ at::Tensor iou_neighbourhood_mask_cpu(const at::Tensor& boxes, const at::Tensor&
     const bool* pa = anchors_c.data_ptr<bool>();
     bool* po = out.data_ptr<bool>();
     const scalar_t limit = static_cast<scalar_t>(threshold);
-    // Chunks of at least ~1M candidate pairs: smaller batches run on the calling
-    // thread, where waking a thread pool would cost more than the work.
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(N * N, 1));
+    // One image tests N x N (box, anchor) pairs, ~16 operations each (cpu_grain.h).
+    const int64_t grain = grain_for(16 * N * N);
     at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
       // Anchor scratch, one array per coordinate so the inner loop is unit-stride.
       std::vector<scalar_t> ax1(N), ay1(N), ax2(N), ay2(N), area(N);
