@@ -27,11 +27,11 @@ def _both_paths(run):
 
 
 # cpu_grain.h: a chunk holds >= 2^23 element operations; the large cases below cut into two or more
-@pytest.mark.parametrize("b, n", [(4, 30), (128, 100)])   # one chunk / 3 chunks of 52 images (16 N^2 each)
-def test_iou_neighbourhood_mask_inline_and_split(two_threads, b, n, rng):
+@pytest.mark.parametrize("b, n, anchor_p", [(4, 30, 0.15), (256, 200, 0.9)])   # 16 N x anchors a image: inline / split
+def test_iou_neighbourhood_mask_inline_and_split(two_threads, b, n, anchor_p, rng):
     boxes = random_boxes(b, n, rng)
     valid = torch.rand(b, n, generator=rng) < 0.9
-    anchors = torch.rand(b, n, generator=rng) < 0.15
+    anchors = torch.rand(b, n, generator=rng) < anchor_p
     expected = reference.iou_neighbourhood_mask(boxes, valid, anchors, 0.4, False)
     for out in _both_paths(lambda: ops.iou_neighbourhood_mask(boxes, valid, anchors, 0.4, False, backend="cpu")):
         assert torch.equal(out, expected)
