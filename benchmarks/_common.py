@@ -60,14 +60,25 @@ def add_common_args(parser: argparse.ArgumentParser, *, sizes: str, smoke_sizes:
     return parser
 
 
+def apply_threads(args: argparse.Namespace) -> None:
+    """--threads, or with --busy on the CPU the engine's thread count for one of two ranks on this
+    machine (the competing process plays the other): cores // 2, as vlengine/training/threads.py sets
+    it. Beside a busy process, more threads than that oversubscribe the cores, and then every parallel
+    region (PyTorch's own included) waits for a descheduled thread: pass --threads to measure that."""
+    if not args.threads and getattr(args, "busy", False) and getattr(args, "device", "cpu") == "cpu":
+        from vlengine.training.threads import rank_threads
+        args.threads = rank_threads(None, {"LOCAL_SIZE": "2"})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
 def parse_common(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:  # tiny sizes unless --sizes was given too
         if args.sizes == parser.get_default("sizes"):
             args.sizes = args.smoke_sizes
         args.repeats, args.warmup = 2, 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
     args.size_list = [s for s in args.sizes.split(",") if s]

@@ -20,7 +20,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import append_csv, measure, print_table  # noqa: E402
+from _common import append_csv, apply_threads, measure, print_table, quiet_and_busy  # noqa: E402
 
 import vlengine.ops as ops  # noqa: E402
 from vlengine.ops.reference import linear_cross_entropy  # noqa: E402
@@ -64,12 +64,13 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=1024, help="chunk_size of the chunked op")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--busy", action="store_true",
+                        help="measure twice: quiet, then beside a competing 2-thread PyTorch matmul process")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} dtype={args.dtype}")
-    rows = bench(args.device, [int(s) for s in args.rows.split(",")], args.hidden, args.vocab,
-                 getattr(torch, args.dtype), args.chunk, args.repeats)
+    rows = quiet_and_busy(lambda: bench(args.device, [int(s) for s in args.rows.split(",")], args.hidden, args.vocab,
+                                        getattr(torch, args.dtype), args.chunk, args.repeats), args.busy)
     print_table(rows, baseline="materialised")
     print(f"\nCSV: {append_csv('linear_cross_entropy', rows, args.device)}")
 

@@ -28,6 +28,7 @@ from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .run_config import CONFIG_FILE, refuse_changed_settings, write_run_config
 from .settings import TrainSettings
 from .task_mixing import TaskMixer
+from .threads import rank_threads
 from .throughput import ThroughputMeter, model_flops, peak_flops, trainable_parameters
 
 
@@ -137,8 +138,9 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     config), kept in every checkpoint so that `pretrain export` writes it too.
     `what` names the run in its first line ("pretraining", "fine-tuning").
     """
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    threads = rank_threads(settings.threads)   # ranks x threads <= cores (threads.py)
+    if threads:
+        torch.set_num_threads(threads)
     seed_everything(settings.seed)
     engine = build_engine(module, ds_config, lr=settings.lr, weight_decay=settings.weight_decay,
                           betas=settings.adam_betas, eps=settings.adam_eps,

@@ -26,8 +26,9 @@ class TrainSettings:
     peak_tflops: float | None = None # per-rank peak for MFU (default: GPU spec table / measured CPU matmul)
     progress: bool | str = "auto"    # tqdm bar: True, False, or "auto" (only on a terminal)
     tensorboard: bool = True
-    threads: int | None = None       # torch intra-op threads per rank (None: torch's default). On a small,
-                                     # shared CPU 1 avoids OpenMP spin-waiting when cores are oversubscribed
+    threads: int | None = None       # torch intra-op threads per rank (None: OMP_NUM_THREADS if set, else
+                                     # cores // ranks on this machine, threads.py). On a small, shared CPU
+                                     # 1 avoids OpenMP spin-waiting when cores are oversubscribed
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainSettings":

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "vlengine/box_iou.h"
+#include "vlengine/cpu_grain.h"
 
 namespace vlengine {
 namespace {
@@ -37,7 +38,8 @@ at::Tensor box_iou_batched_cpu(const at::Tensor& boxes1, const at::Tensor& boxes
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
-    const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(M, 1));
+    // One row is M box pairs, ~16 operations each (cpu_grain.h).
+    const int64_t grain = grain_for(16 * M);
     at::parallel_for(0, B * N, grain, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t img = row / N;

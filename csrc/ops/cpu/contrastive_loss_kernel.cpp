@@ -10,16 +10,24 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "vlengine/contrastive_tiles.h"
+#include "vlengine/cpu_grain.h"
 
 namespace vlengine {
 namespace {
 
-// Rows (columns) per parallel block: a block of a 4096-column tile stays in L2.
+// Rows (columns) per parallel block at least: a block of a 4096-column tile stays in L2.
 constexpr int64_t kRowGrain = 64;
 constexpr int64_t kColGrain = 512;
+// ~8 element operations per logit in a pass (subtract, exp, add, compare, ...)
+constexpr int64_t kOpsPerLogit = 8;
+
+// A block also holds at least kMinWorkPerThread (cpu_grain.h): small tiles run on the calling thread.
+int64_t rows_grain(const at::Tensor& S) { return std::max(kRowGrain, grain_for(kOpsPerLogit * S.size(1))); }
+int64_t cols_grain(const at::Tensor& S) { return std::max(kColGrain, grain_for(kOpsPerLogit * S.size(0))); }
 // 512 x 4096 float32 logits = 8 MiB per tile: large GEMMs, small memory.
 constexpr contrastive::TileSizes kCpuTiles{512, 4096};
 
@@ -37,14 +45,14 @@ void merge_block(const at::Tensor& block, int64_t dim, at::Tensor run_max, at::T
 
 struct CpuHooks {
   static void merge_rows(const at::Tensor& S, at::Tensor row_max, at::Tensor row_sum) {
-    at::parallel_for(0, S.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, S.size(0), rows_grain(S), [&](int64_t begin, int64_t end) {
       merge_block(S.narrow(0, begin, end - begin), 1, row_max.narrow(0, begin, end - begin),
                   row_sum.narrow(0, begin, end - begin));
     });
   }
 
   static void merge_cols(const at::Tensor& S, at::Tensor col_max, at::Tensor col_sum) {
-    at::parallel_for(0, S.size(1), kColGrain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, S.size(1), cols_grain(S), [&](int64_t begin, int64_t end) {
       merge_block(S.narrow(1, begin, end - begin), 0, col_max.narrow(0, begin, end - begin),
                   col_sum.narrow(0, begin, end - begin));
     });
@@ -52,7 +60,7 @@ struct CpuHooks {
 
   static void softmax_grad(at::Tensor& S, const at::Tensor& row_lse, const at::Tensor& row_grad,
                            const at::Tensor& col_lse, const at::Tensor& col_grad) {
-    at::parallel_for(0, S.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, S.size(0), rows_grain(S), [&](int64_t begin, int64_t end) {
       auto block = S.narrow(0, begin, end - begin);
       at::Tensor col_term;
       if (col_lse.defined()) col_term = (block - col_lse.unsqueeze(0)).exp_().mul_(col_grad.unsqueeze(0));

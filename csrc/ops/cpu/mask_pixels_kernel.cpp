@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vlengine/box_checks.h"
+#include "vlengine/cpu_grain.h"
 #include "vlengine/roi_geometry.h"
 
 namespace vlengine {
@@ -36,12 +37,15 @@ void fill_boxes_cpu(const at::Tensor& images, const at::Tensor& boxes, const at:
   if (b.size(0) == 0 || images.numel() == 0) return;
 
   std::vector<std::vector<CellRect>> rects(N);
+  int64_t masked_pixels = 0;  // per channel, overlaps counted twice (the writes, not the area)
   const double* bd = b.data_ptr<double>();
   for (int64_t k = 0; k < b.size(0); ++k) {
     const double* r = bd + 5 * k;
     CellRect c;
-    if (masked_cell_range(r[1], r[3], 1.0, W, c.x0, c.x1) && masked_cell_range(r[2], r[4], 1.0, H, c.y0, c.y1))
+    if (masked_cell_range(r[1], r[3], 1.0, W, c.x0, c.x1) && masked_cell_range(r[2], r[4], 1.0, H, c.y0, c.y1)) {
       rects[static_cast<int64_t>(r[0])].push_back(c);
+      masked_pixels += (c.x1 - c.x0 + 1) * (c.y1 - c.y0 + 1);
+    }
   }
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, images.scalar_type(), "mask_pixels_cpu", [&] {
@@ -49,7 +53,9 @@ void fill_boxes_cpu(const at::Tensor& images, const at::Tensor& boxes, const at:
     const scalar_t* fv = fill_c.data_ptr<scalar_t>();
     scalar_t* data = images.data_ptr<scalar_t>();
     const int64_t sN = images.stride(0), sC = images.stride(1), sH = images.stride(2), sW = images.stride(3);
-    at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    // One plane writes its image's masked pixels: the average plane's share of them (cpu_grain.h).
+    const int64_t grain = grain_for(masked_pixels / std::max<int64_t>(N, 1));
+    at::parallel_for(0, N * C, grain, [&](int64_t begin, int64_t end) {
       for (int64_t plane = begin; plane < end; ++plane) {
         const int64_t n = plane / C, c = plane % C;
         scalar_t* p = data + n * sN + c * sC;

@@ -16,10 +16,17 @@
 
 #include "vlengine/box_checks.h"
 #include "vlengine/cell_mask_cpu.h"
+#include "vlengine/cpu_grain.h"
 #include "vlengine/roi_geometry.h"
 
 namespace vlengine {
 namespace {
+
+// Sample points per bin for the work estimate: adaptive sampling (<= 0) takes ceil(roi / bins) per
+// axis, ~2 x 2 for the usual RoIs on a C4 map.
+int64_t samples_per_bin(int64_t sampling_ratio) {
+  return sampling_ratio > 0 ? sampling_ratio * sampling_ratio : 4;
+}
 
 template <typename acc_t>
 struct Tap {
@@ -91,7 +98,9 @@ at::Tensor roi_align_masked_forward_cpu(const at::Tensor& input, const at::Tenso
     const int64_t sN = input.stride(0), sC = input.stride(1), sH = input.stride(2), sW = input.stride(3);
     const int64_t bins = pooled_h * pooled_w;
 
-    at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
+    // One RoI: C x bins x samples x 4 bilinear taps (adaptive sampling: ~2 x 2 a bin) (cpu_grain.h).
+    const int64_t grain = grain_for(C * bins * samples_per_bin(sampling_ratio) * 4);
+    at::parallel_for(0, K, grain, [&](int64_t begin, int64_t end) {
       std::vector<Tap<acc_t>> taps;
       for (int64_t k = begin; k < end; ++k) {
         const acc_t* roi = roi_data + 5 * k;
@@ -146,7 +155,9 @@ at::Tensor roi_align_masked_backward_cpu(const at::Tensor& grad, const at::Tenso
     const uint8_t* mask = cell_mask.defined() ? cell_mask.data_ptr<uint8_t>() : nullptr;
     const int64_t bins = pooled_h * pooled_w;
 
-    at::parallel_for(0, C, 1, [&](int64_t c_begin, int64_t c_end) {
+    // One channel: every RoI's bins x samples x 4 taps (cpu_grain.h).
+    const int64_t grain = grain_for(K * bins * samples_per_bin(sampling_ratio) * 4);
+    at::parallel_for(0, C, grain, [&](int64_t c_begin, int64_t c_end) {
       std::vector<Tap<acc_t>> taps;
       for (int64_t k = 0; k < K; ++k) {
         const acc_t* roi = roi_data + 5 * k;
