@@ -160,6 +160,12 @@ class TextEncoder:
         return Encoded(np.asarray(enc.ids, dtype=np.int64),
                        np.asarray([-1 if w is None else w for w in enc.word_ids], dtype=np.int64))
 
+    def encode_words(self, words: Sequence[str]) -> Encoded:
+        """Word pieces of already-split ``words`` without [CLS]/[SEP]; ``word_ids`` index ``words``
+        (punctuation inside a word does not shift them, as it would through ``encode_plain``)."""
+        enc = self._tok.encode(list(words), is_pretokenized=True, add_special_tokens=False)
+        return Encoded(np.asarray(enc.ids, dtype=np.int64), np.asarray(enc.word_ids, dtype=np.int64))
+
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 

@@ -85,6 +85,9 @@ class VLBert(nn.Module):
     # ---- inputs ----
     def _region_features(self, batch: VLBatch):
         """(features [B, R, F], whole-image feature [B, F] or None) from the batch or the visual front-end."""
+        shared = (batch.extras or {}).get("visual")
+        if shared is not None:   # computed once per image by a caller whose rows share images (VCR's choices)
+            return shared
         if batch.region_features is not None:
             return batch.region_features, None
         if batch.images is None:
@@ -143,7 +146,14 @@ class VLBert(nn.Module):
             text_visual = self.text_only_visual.expand(b, -1)
             end = text.new_zeros((b, 1, text.shape[-1]))
             end_mask = torch.zeros((b, 1), dtype=torch.bool, device=device)
-        text = text + self.visual_ln_text(text_visual).unsqueeze(1)
+        text_visual = self.visual_ln_text(text_visual).unsqueeze(1)
+        grounded = (batch.extras or {}).get("text_regions")   # [B, T] region a token mentions, -1 none
+        if grounded is not None and with_regions:
+            # grounded text embedding (VL-BERT's VCR): a mention carries its region's visual feature
+            index = grounded.clamp(min=0).unsqueeze(-1).expand(-1, -1, visual.shape[-1])
+            mentioned = self.visual_ln_text(torch.gather(visual, 1, index))
+            text_visual = torch.where((grounded >= 0).unsqueeze(-1), mentioned, text_visual)
+        text = text + text_visual
 
         layout = SequenceLayout([text_mask, region_mask, end_mask], compact=cfg.pack, unpad=cfg.unpad)
         x = self.embeddings.normalize(layout.pack([text, regions.to(text.dtype), end.to(text.dtype)]))

@@ -21,6 +21,9 @@ official files' names so the records feed the official metrics directly:
 * ``retrieval``: ``image_index`` (position of its image in ``images.json``), ``sentid``.
 * ``refcoco``: ``bbox`` (the referred object's COCO [x, y, w, h]), ``ref_id``, ``ann_id``, ``image_id``,
   ``sent_id``, ``split``, ``category_id``; with detections the extra ``proposals``.
+* ``vcr``: ``annot_id``, ``img_fn``, ``metadata_fn``, ``objects``, ``question``, ``answer_choices`` [4],
+  ``rationale_choices`` [4] (each ``{"words", "regions"}``: per word the detection index it mentions or -1),
+  and outside test ``answer_label``, ``rationale_label``; ``text`` is the question's words.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ ANNOTATION_FORMAT = "vlengine-annotations"
 ANNOTATION_VERSION = 1
 RECORDS_FILE = "records.jsonl"
 OFFSETS_FILE = "records.offsets.bin"
-TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco")
+TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco", "vcr")
 
 
 class AnnotationFormatError(StoreFormatError):

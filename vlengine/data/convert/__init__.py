@@ -4,7 +4,7 @@ Python: ``convert(TsvSource([...]), out_dir, ...)``; command line:
 ``vlengine data convert --from {tsv,vlbert-zip,lmdb,npz} SRC --out STORE``.
 Annotation sources (the downstream tasks' official files) go to annotation sets:
 ``convert_annotations(VqaSource(questions, annotations), out_dir)``, or
-``vlengine data convert --from {vqa,gqa,nlvr2,karpathy,refcoco} SRC --out DIR``.
+``vlengine data convert --from {vqa,gqa,nlvr2,karpathy,refcoco,vcr} SRC --out DIR``.
 """
 
 from .annotation_base import convert_annotations
@@ -16,6 +16,7 @@ from .npz_dir import NpzDirSource
 from .refcoco import RefcocoSource
 from .runner import convert
 from .tsv import TsvSource
+from .vcr import VcrImageSource, VcrSource
 from .vlbert import VlbertSource
 from .vqa import VqaSource
 
@@ -27,4 +28,4 @@ def LmdbSource(*args, **kwargs):
 
 
 __all__ = ["ConversionError", "GqaSource", "KarpathySource", "LmdbSource", "Nlvr2Source", "NpzDirSource", "RefcocoSource",
-           "RegionRecord", "TsvSource", "VlbertSource", "VqaSource", "convert", "convert_annotations"]
+           "RegionRecord", "TsvSource", "VcrImageSource", "VcrSource", "VlbertSource", "VqaSource", "convert", "convert_annotations"]

@@ -1,19 +1,20 @@
-"""``vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco``: the annotation sources' arguments and run.
+"""``vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco|vcr``: the annotation sources' arguments and run.
 
 SRC per format: ``vqa`` QUESTIONS.json [ANNOTATIONS.json]; ``gqa`` QUESTIONS.json;
 ``nlvr2`` one or more JSON-lines files; ``karpathy`` dataset_{flickr30k,coco}.json
 with ``--split``; ``refcoco`` refs(unc).p instances.json with ``--split`` (and
-``--proposals`` for the detected-box track). ``--out`` is the annotation set directory to create.
+``--proposals`` for the detected-box track); ``vcr`` one or more {train,val,test}.jsonl. ``--out`` is the annotation set directory to create.
 """
 
 from __future__ import annotations
 
-ANNOTATION_FORMATS = ("vqa", "gqa", "nlvr2", "karpathy", "refcoco")
+ANNOTATION_FORMATS = ("vqa", "gqa", "nlvr2", "karpathy", "refcoco", "vcr")
 HELP = ("  vqa         VQA v2 questions JSON [+ annotations JSON]: an annotation set\n"
         "  gqa         GQA {split}_balanced_questions.json: an annotation set\n"
         "  nlvr2       NLVR2 JSON lines: an annotation set (two images per example)\n"
         "  karpathy    Karpathy split JSON (Flickr30K/COCO retrieval) + --split: an annotation set\n"
-        "  refcoco     refs(unc).p + instances.json (RefCOCO/+/g) + --split: an annotation set")
+        "  refcoco     refs(unc).p + instances.json (RefCOCO/+/g) + --split: an annotation set\n"
+        "  vcr         VCR {train,val,test}.jsonl: an annotation set (mentions as names/classes + region indices)")
 
 
 def add_annotation_arguments(p) -> None:
@@ -50,6 +51,9 @@ def make_annotation_source(args):
                              image_id_template=template, proposals=args.proposals)
     if args.proposals:
         raise ValueError(f"--proposals applies to --from refcoco, not --from {fmt}")
+    if fmt == "vcr":
+        from .vcr import VcrSource
+        return VcrSource(src)
     if fmt == "nlvr2":
         from .nlvr2 import Nlvr2Source
         return Nlvr2Source(src, image_id_template=template)

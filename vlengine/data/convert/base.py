@@ -37,6 +37,8 @@ class Source:
 
     name = "source"
 
+    raw_images = False  # True: records carry image bytes and no features (a raw-image store)
+
     def records(self, skip: int = 0) -> Iterator[RegionRecord]:
         raise NotImplementedError
 

@@ -18,9 +18,10 @@ def add_convert_parser(sub) -> None:
                                    "  lmdb        UNITER-style LMDB (msgpack-numpy or npz values)\n"
                                    "  npz         a directory of per-image .npz files\n"
                                    "  images      raw images (SRC = image directory) + --boxes JSON lines: a raw-image store\n"
+                                   "  vcr-images  VCR: vcr1images directory + {train,val,test}.jsonl: a raw-image store\n"
                                    + ANNOTATION_HELP)
     p.add_argument("--from", dest="fmt", required=True,
-                   choices=["tsv", "vlbert-zip", "lmdb", "npz", "images", *ANNOTATION_FORMATS],
+                   choices=["tsv", "vlbert-zip", "lmdb", "npz", "images", "vcr-images", *ANNOTATION_FORMATS],
                    help="the source format (see above)")
     p.add_argument("src", nargs="+", help="source file(s) / database / directory")
     p.add_argument("--out", required=True, help="store directory to create")
@@ -51,6 +52,9 @@ def make_source(args):
         from .vlbert import VlbertSource
         soft = 1601 if args.soft_classes is None else args.soft_classes
         return VlbertSource(args.src, feature_dim=args.feature_dim, num_classes=soft or None), soft or None
+    if args.fmt == "vcr-images":
+        from .vcr import VcrImageSource
+        return VcrImageSource(args.src[0], args.src[1:]), None
     if len(args.src) != 1:
         raise ValueError(f"--from {args.fmt} takes one source, got {len(args.src)}")
     if args.fmt == "lmdb":

@@ -21,6 +21,7 @@ from .base import ConversionError, RegionRecord, Source, file_fingerprint
 
 class ImageDirSource(Source):
     name = "images"
+    raw_images = True
 
     def __init__(self, image_dir: str, boxes_file: str, whole_image_box: bool = True):
         if not os.path.isdir(image_dir):

@@ -65,7 +65,7 @@ def convert(source: Source, out_dir: str, *, feature_dim: int | None = 2048, num
     fingerprint = {"source": source.fingerprint(), "feature_dim": feature_dim, "soft": num_soft_classes,
                    "captions": file_fingerprint([captions_file]) if captions_file else None,
                    "vocab": file_fingerprint([vocab_file]) if vocab_file else None}
-    with_images = source.name == "images"
+    with_images = source.raw_images
     if with_images:
         feature_dim = None  # a raw-image store: the model computes region features from pixels
     writer = StoreWriter(out_dir, feature_dim=feature_dim, num_soft_classes=num_soft_classes, shard_bytes=shard_bytes,
