@@ -10,9 +10,9 @@ examples:
 
 The checkpoint is the fine-tuning run's model_fp32.safetensors: it carries the architecture, the task
 settings, the answer vocabulary and the WordPiece vocabulary, so nothing else is needed. --split is an
-annotation set from `vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco`; a split without answers
-(test) gives the submission file only. Writes OUT/<name>_metrics.json and the submission
-(<name>_predictions.json for VQA/GQA/RefCOCO, .csv for NLVR2). RefCOCO's IoU settings (pixel convention,
+annotation set from `vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco|vcr`; a split without
+answers (test) gives the submission file only. Writes OUT/<name>_metrics.json and the submission
+(<name>_predictions.json for VQA/GQA/RefCOCO, .csv for NLVR2 and VCR). RefCOCO's IoU settings (pixel convention,
 >= or >) and track are the checkpoint's task settings, reported in the metrics JSON.
 """
 
@@ -26,6 +26,8 @@ import tempfile
 from vlengine._cli_errors import OneLineParser, enable_debug, guarded
 from vlengine._config import UserError
 
+from .finetune_config import EMBEDDED_TASKS, TASKS
+
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="vlengine evaluate", description=__doc__,
@@ -33,11 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True,
                    help="a fine-tuned export (model_fp32.safetensors of a run); with --task retrieval also a "
                         "pretraining export, whose ITM head ranks zero-shot")
-    p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval", "refcoco"),
+    p.add_argument("--task", choices=TASKS,
                    help="checked against the checkpoint's own task")
-    p.add_argument("--split", help="annotation set to score (default for vqa, retrieval and refcoco: the embedded "
-                                   "corpus's held-out questions, its 100-image retrieval test, or its held-out "
-                                   "referring expressions)")
+    p.add_argument("--split", help="annotation set to score (default for vqa, retrieval, refcoco and vcr: the "
+                                   "embedded corpus's held-out questions, its 100-image retrieval test, its held-out "
+                                   "referring expressions, or its held-out multiple-choice questions)")
     p.add_argument("--images", help="the region store of the split's images")
     p.add_argument("--out", help="folder for the metrics and submission files (default: beside the checkpoint, eval/)")
     p.add_argument("--name", help="file name stem (default: the split folder's name)")
@@ -54,7 +56,7 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
         if not args.images:
             raise UserError("--split needs --images (the region store holding the split's images)")
         return args.split, args.images
-    if task not in ("vqa", "retrieval", "refcoco"):
+    if task not in EMBEDDED_TASKS:
         raise UserError(f"--split is required for task {task} (an annotation set from vlengine data convert)")
     from vlengine.data import ensure_embedded_corpus
     from vlengine.tasks.downstream.embedded_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
@@ -65,6 +67,9 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
         return ensure_embedded_retrieval(root)["test"]
     if task == "refcoco":
         return ensure_embedded_refcoco(root)["val"]
+    if task == "vcr":
+        from vlengine.tasks.downstream.embedded_vcr import ensure_embedded_vcr
+        return ensure_embedded_vcr(root)["val"]
     return ensure_embedded_vqa(root)["heldout"], os.path.join(root, "heldout")
 
 
@@ -110,9 +115,9 @@ def _evaluate(argv: list[str]) -> int:
     name = args.name or os.path.basename(os.path.normpath(split))
     metrics = score_split(model.to(device), dataset, task.name, answers=answers, batch_size=args.batch_size,
                           device=device, out_dir=out, name=name, retrieval_mode=args.retrieval_mode,
-                          retrieval_k=args.retrieval_k)
+                          retrieval_k=args.retrieval_k, vcr_subtasks=task.vcr_subtask_names)
     if not dist.is_initialized() or dist.get_rank() == 0:
-        print(f"{task.name} on {split}: {len(dataset)} examples")
+        print(f"{task.name} on {split}: {getattr(dataset, 'questions', len(dataset))} examples")
         for key, value in headline(task.name, metrics).items():
             print(f"  {key:<36} {value:.0f}" if key.endswith("_passes") else f"  {key:<36} {value:.2f}")
         if metrics is None and task.name != "retrieval":

@@ -1,4 +1,4 @@
-"""`vlengine finetune`: fine-tuning on DeepSpeed (VQA v2, GQA, NLVR2, image-text retrieval, RefCOCO+).
+"""`vlengine finetune`: fine-tuning on DeepSpeed (VQA v2, GQA, NLVR2, image-text retrieval, RefCOCO+, VCR).
 
 examples:
   vlengine finetune                       the embedded corpus's questions (VQA v2 format), from the main
@@ -10,6 +10,8 @@ examples:
   vlengine finetune --task refcoco         the embedded corpus's referring expressions (refer toolkit files,
                                           ground-truth boxes): accuracy beside a random region's and a
                                           geometry-only baseline (the same head, region features zeroed)
+  vlengine finetune --task vcr             the embedded corpus's multiple-choice questions (VCR's files and
+                                          token format): Q->A, QA->R, Q->AR beside a text-only baseline
   vlengine finetune --task gqa --config FILE --set task.head_lr_multiplier=10
   vlengine finetune --print-config        show the resolved config and exit
 
@@ -29,21 +31,27 @@ import time
 from vlengine._cli_errors import OneLineParser, debug_enabled, enable_debug, guarded
 from vlengine._config import UserError
 from .cli import _require_deepspeed, _resume_hint, _use_cpu_accelerator_without_gpu
+from .finetune_config import EMBEDDED_TASKS, TASKS
 
 MAIN_JOB_EXPORT = os.path.join("runs", "main-job", "model_fp32.safetensors")
 # where the baseline run (task.with_image=false) writes, beside the run: what it keeps of the input
-BASELINE_SUFFIX = {"refcoco": "-geometry-only"}
+BASELINE_SUFFIX = {"refcoco": "-geometry-only", "vcr": "-text-only"}
 DEFAULT_BASELINE_SUFFIX = "-question-only"
+# task -> (the baseline's short name, what its run keeps, what the gap measures); None: the answer tasks
+BASELINE_WHAT = {None: ("question only", "question only (image removed)", "the image"),
+                 "refcoco": ("geometry only", "geometry only (region features zeroed)", "the region features"),
+                 "vcr": ("text only", "text only (image and grounding removed)", "the image")}
+BASELINE_KEYS = {"vcr": ("vcr_q_a", "vcr_qa_r", "vcr_q_ar")}   # the metrics compared with the baseline's
 
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="vlengine finetune", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("vqa", "gqa", "nlvr2", "retrieval", "refcoco"),
+    p.add_argument("--task", choices=TASKS,
                    help="the task (sets task.name)")
     p.add_argument("--init", help="an engine export (.safetensors), a BERT folder, or 'none' (fresh weights)")
     p.add_argument("--config", help="fine-tuning config (.yaml/.json); default: the shipped finetune_<task>.yaml "
-                                    "(vqa, retrieval, refcoco)")
+                                    f"({', '.join(EMBEDDED_TASKS)})")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (repeatable), e.g. --set train.lr=5e-5")
     p.add_argument("--output-dir", help="checkpoints, eval/, TensorBoard, model_fp32.safetensors")
@@ -56,14 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _shipped(task: str) -> str:
-    """The shipped no-argument job of a task (the embedded corpus has sets for vqa, retrieval, refcoco)."""
+    """The shipped no-argument job of a task (the embedded corpus has sets for EMBEDDED_TASKS)."""
     from .config import shipped_config, shipped_config_dir
 
     path = shipped_config(f"finetune_{task}.yaml")
     if not os.path.isfile(path):
         template = os.path.join(shipped_config_dir(), "finetune", f"{task}_semvlp_base.yaml")
         raise UserError(f"--task {task} needs --config naming its converted data (the embedded corpus has sets "
-                        f"for vqa, retrieval and refcoco only); a template: {template}")
+                        f"for {', '.join(EMBEDDED_TASKS)} only); a template: {template}")
     return path
 
 
@@ -147,8 +155,7 @@ def _summary(results) -> None:
 
     print()
     for run, result, elapsed in results:
-        what = "with the image" if run.task.with_image else (
-            "geometry only (region features zeroed)" if run.task.name == "refcoco" else "question only (image removed)")
+        what = "with the image" if run.task.with_image else BASELINE_WHAT.get(run.task.name, BASELINE_WHAT[None])[1]
         print(f"fine-tuning {run.task.name}, {what}: steps {result.start_step} -> {result.final_step} in "
               f"{elapsed / 60:.1f} min; {run.train.output_dir}")
         for name, value in result.eval_metrics.items():
@@ -165,13 +172,13 @@ def _summary(results) -> None:
               f"choosing a random candidate region: {metrics['refcoco_acc'] - metrics['refcoco_chance_acc']:+.2f} "
               "points")
     if len(results) == 2:
-        key = f"{results[0][0].task.name}_acc"
-        with_image, question_only = (r.eval_metrics.get(key) for _, r, _ in results)
-        if with_image is not None and question_only is not None:
-            baseline = "geometry only" if grounding else "question only"
-            source = "the region features" if grounding else "the image"
-            print(f"held-out {key}: {with_image:.2f} with the image, {question_only:.2f} {baseline}: "
-                  f"{with_image - question_only:+.2f} points from {source}")
+        task = results[0][0].task.name
+        baseline, source = BASELINE_WHAT.get(task, BASELINE_WHAT[None])[::2]
+        for key in BASELINE_KEYS.get(task, (f"{task}_acc",)):
+            with_image, without = (r.eval_metrics.get(key) for _, r, _ in results)
+            if with_image is not None and without is not None:
+                print(f"held-out {key}: {with_image:.2f} with the image, {without:.2f} {baseline}: "
+                      f"{with_image - without:+.2f} points from {source}")
 
 
 def main(argv: list[str] | None = None) -> int:

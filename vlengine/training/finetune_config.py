@@ -1,6 +1,6 @@
 """The fine-tuning config: typed sections read from YAML or JSON, every key checked when the file is read.
 
-    task: {name: vqa | gqa | nlvr2 | retrieval | refcoco, head, loss, ...}   FinetuneTask
+    task: {name: vqa | gqa | nlvr2 | retrieval | refcoco | vcr, head, loss, ...}   FinetuneTask
     init: FILE.safetensors | BERT_DIR | null    an engine export (`vlengine pretrain`, `convert-checkpoint`),
                                                  a Hugging Face BERT folder (text-only start), or nothing
     model: {preset, ...}                         the architecture when init is a BERT folder or null
@@ -25,7 +25,8 @@ from .config import _train, apply_overrides, check_top_level, deepspeed_source, 
 from .sections import ModelSection, resolve_path
 from .settings import TrainSettings
 
-TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco")
+TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco", "vcr")
+EMBEDDED_TASKS = ("vqa", "retrieval", "refcoco", "vcr")   # the embedded corpus has sets for these
 SECTIONS = ("task", "init", "model", "data", "deepspeed", "train", "eval")
 # Settings of an export's model config a fine-tuning run may change (sizes come from the weights).
 EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout", "gradient_checkpointing",
@@ -34,7 +35,7 @@ EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout
 
 @dataclass
 class FinetuneTask:
-    name: Literal["vqa", "gqa", "nlvr2", "retrieval", "refcoco"] = "vqa"
+    name: Literal["vqa", "gqa", "nlvr2", "retrieval", "refcoco", "vcr"] = "vqa"
     head: Literal["answer_slot", "pooled_mlp"] = "answer_slot"   # VQA/GQA: VL-BERT's [MASK] slot, or UNITER's MLP
     loss: Literal["bce", "ce"] = "bce"          # VQA: BCE on soft scores x answers; GQA: "ce" on the class;
                                                 # RefCOCO: "bce" per region vs IoU > 0.5 (VL-BERT), "ce" softmax
@@ -53,19 +54,32 @@ class FinetuneTask:
     track: Literal["gt", "detected"] = "gt"
     iou_convention: Literal["plus_one", "continuous"] = "plus_one"
     iou_comparison: Literal[">=", ">"] = ">="
+    # VCR: which sub-tasks one model learns ("both": Q->A and QA->R items mixed, so one model gives Q->A,
+    # QA->R, Q->AR and the submission; VL-BERT and R2C train one model per sub-task: "q_a" / "qa_r"),
+    # softmax or per-choice sigmoid over the four, and VL-BERT's auxiliary region-classification loss
+    # (its weight; 0 = off: stores converted from VCR's files carry no detector labels to train it on)
+    vcr_subtasks: Literal["both", "q_a", "qa_r"] = "both"
+    vcr_loss: Literal["softmax", "sigmoid"] = "softmax"
+    region_class_weight: float = 0.0
 
     def __post_init__(self):
         if self.head_lr_multiplier <= 0:
             raise ValueError(f"task.head_lr_multiplier must be positive, got {self.head_lr_multiplier}")
         if self.min_answer_count < 1:
             raise ValueError(f"task.min_answer_count must be >= 1, got {self.min_answer_count}")
+        if self.region_class_weight < 0:
+            raise ValueError(f"task.region_class_weight must be >= 0, got {self.region_class_weight}")
+
+    @property
+    def vcr_subtask_names(self) -> tuple[str, ...]:
+        return ("q_a", "qa_r") if self.vcr_subtasks == "both" else (self.vcr_subtasks,)
 
 
 @dataclass
 class FinetuneData:
-    corpus: str | None = None        # "embedded": the embedded corpus's sets (vqa, retrieval, refcoco) and stores
+    corpus: str | None = None        # "embedded": the embedded corpus's sets (vqa, retrieval, refcoco, vcr) and stores
     corpus_seed: int = 0
-    train: str | None = None         # annotation sets: `vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco`
+    train: str | None = None         # annotation sets: `vlengine data convert --from vqa|gqa|nlvr2|karpathy|refcoco|vcr`
     val: str | None = None
     images: str | None = None        # the region store holding the train images (and val's, unless val_images)
     val_images: str | None = None
@@ -74,6 +88,17 @@ class FinetuneData:
     max_text_len: int = 64
     max_regions: int | None = None
     num_workers: int = 0
+    # End to end (model.visual; VCR): the raw-image store's images are resized (short side
+    # image_min_size, long side at most image_max_size; None keeps the stored size) and normalised
+    # for the trunk. No flips: a mirrored image would contradict "left" / "right" in the answers.
+    image_min_size: int | None = None
+    image_max_size: int | None = None
+    image_normalisation: Literal["caffe", "torchvision"] = "torchvision"
+
+    def image_limits(self) -> dict:
+        """The image transform's settings as the run's input limits record them (finetune_run.make_dataset)."""
+        return {"image_min_size": self.image_min_size, "image_max_size": self.image_max_size,
+                "image_normalisation": self.image_normalisation}
 
     def paths(self) -> tuple[str, ...]:
         return ("train", "val", "images", "val_images", "vocab", "answers")
@@ -140,8 +165,8 @@ class FinetuneConfig:
                               "a BERT folder; a path in a config file is relative to the file)")
         data = self.data
         if data.corpus == "embedded":
-            if self.task.name not in ("vqa", "retrieval", "refcoco"):
-                raise ConfigError(f"{self.source}: the embedded corpus has sets for tasks vqa, retrieval and refcoco; "
+            if self.task.name not in EMBEDDED_TASKS:
+                raise ConfigError(f"{self.source}: the embedded corpus has sets for tasks {', '.join(EMBEDDED_TASKS)}; "
                                   f"for {self.task.name} set data.train, data.val and data.images")
         else:
             for name in ("train", "images"):
@@ -152,8 +177,11 @@ class FinetuneConfig:
             if path is not None and not os.path.exists(path):
                 raise ConfigError(f"{self.source}: data.{name} {path!r} does not exist (a path in a config file is "
                                   "relative to the file)")
+        if self.model.visual is not None and self.task.name != "vcr":
+            raise ConfigError(f"{self.source}: model.visual (end to end from raw images) is wired for task vcr; "
+                              f"{self.task.name} reads the store's precomputed region features")
         if self.task.name in ("nlvr2", "retrieval") and self.eval.question_only_baseline:
-            raise ConfigError(f"{self.source}: eval.question_only_baseline is for vqa, gqa and refcoco")
+            raise ConfigError(f"{self.source}: eval.question_only_baseline is for vqa, gqa, refcoco and vcr")
 
     def to_dict(self) -> dict:
         return {"task": to_plain(self.task), "init": self.init, "model": self.model.to_dict(),

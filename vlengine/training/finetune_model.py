@@ -28,6 +28,7 @@ class Init:
     heads: dict = field(default_factory=dict)   # pretrained head tensors of an export, by prefix ("mlm.", "itm.")
     vocab_text: str | None = None               # the WordPiece vocabulary an export carries
     description: str = "fresh initialisation"
+    visual: object = None                       # the backbone's front-end (a VisualSection), None: features
 
 
 def _export_config(info, model_settings: dict, source: str):
@@ -42,45 +43,70 @@ def _export_config(info, model_settings: dict, source: str):
     return replace(info.config, **{k: v for k, v in model_settings.items() if k in EXPORT_MODEL_OVERRIDES})
 
 
-def init_backbone(cfg: FinetuneConfig, vocab_size: int | None) -> Init:
-    """The backbone `cfg.init` names (see the module doc); `vocab_size` sizes a fresh model's embeddings."""
+def _export_visual(cfg: FinetuneConfig, info, path: str):
+    """The front-end of an export-initialised backbone: the export's own (its tensors load into it), or
+    model.visual's for an export of precomputed-feature pretraining (a new front-end, its own weights)."""
+    from .visual_section import visual_of_export
+
+    own = visual_of_export(info, path)
+    wanted = cfg.model.visual
+    if own is not None and wanted is not None and own.export_entry() != wanted.export_entry():
+        raise ConfigError(f"{cfg.source}: model.visual differs from the front-end {path} was trained with "
+                          f"({own.export_entry()}); leave model.visual unset to use the export's")
+    if own is None and wanted is not None and info.config.region_feature_size != wanted.feature_size:
+        raise ConfigError(f"{cfg.source}: {path} reads {info.config.region_feature_size}-d region features, the "
+                          f"{wanted.trunk} front-end of model.visual gives {wanted.feature_size}-d")
+    return own, wanted if own is None else None
+
+
+def init_backbone(cfg: FinetuneConfig, vocab_size: int | None, corpus_dir: str | None = None, log=print) -> Init:
+    """The backbone `cfg.init` names (see the module doc); `vocab_size` sizes a fresh model's embeddings;
+    `corpus_dir`: where model.visual's tiny trunk trains its detector stage (weights "corpus")."""
     from vlengine.models import VLBert
 
     path = cfg.init
     if path is not None and os.path.isfile(path):
-        from vlengine.models.export import backbone_state, build_backbone, head_state, read_export
+        from vlengine.models.export import backbone_state, head_state, read_export
+
+        from .visual_section import backbone_with_visual
 
         info, tensors = read_export(path)
         if info.task:
             raise ConfigError(f"{path} is already fine-tuned for {info.task} (its backbone is under "
                               "'backbone.'): start from a pretraining export, or evaluate it with vlengine evaluate")
-        backbone = build_backbone(info, _export_config(info, cfg.model.settings, cfg.source))
+        own, new = _export_visual(cfg, info, path)
+        backbone = backbone_with_visual(info, _export_config(info, cfg.model.settings, cfg.source), own)
         missing, unexpected = backbone.load_state_dict(backbone_state(info, tensors), strict=False)
         if missing or unexpected:
             raise ConfigError(f"{path} does not match a {info.architecture}: missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]}")
+        if new is not None:
+            backbone.visual = new.build(corpus_dir, cfg.train.seed, log)
         heads = {prefix: head_state(tensors, prefix) for prefix in ("mlm.", "itm.")}
         return Init(backbone, {p: h for p, h in heads.items() if h}, info.extra.get("vocab"),
-                    f"{info.architecture} export {path} ({info.recipe or 'unknown'} recipe)")
+                    f"{info.architecture} export {path} ({info.recipe or 'unknown'} recipe)", own or new)
     from vlengine.models import VLConfig
 
     # "auto" sizes: the vocabulary of the run's tokenizer; region classes are a pretraining head's, unused here
     settings = {k: v for k, v in cfg.model.settings.items() if v != "auto"}
     settings.setdefault("vocab_size", vocab_size)
+    visual = cfg.model.visual
+    if visual is not None:
+        settings.setdefault("region_feature_size", visual.feature_size)
     model_config = getattr(VLConfig, cfg.model.preset or "base")(**settings)
-    backbone = VLBert(model_config)
+    backbone = VLBert(model_config, visual=visual.build(corpus_dir, cfg.train.seed, log) if visual else None)
     if path is None:
-        return Init(backbone)
+        return Init(backbone, visual=visual)
     from vlengine.models.weights import load_bert
     report = load_bert(backbone, path)
     return Init(backbone, description=f"BERT {path}: {len(report['loaded'])} tensors loaded, "
-                                      f"{len(report['initialised'])} new")
+                                      f"{len(report['initialised'])} new", visual=visual)
 
 
 def build_task_model(task: FinetuneTask, init: Init, num_answers: int | None = None) -> torch.nn.Module:
     """The task's model (vlengine.tasks.downstream) around `init.backbone`."""
     from vlengine.models.heads import ITMHead
-    from vlengine.tasks.downstream import AnswerModel, GroundingModel, Nlvr2Model, RetrievalModel
+    from vlengine.tasks.downstream import AnswerModel, GroundingModel, Nlvr2Model, RetrievalModel, VcrModel
 
     if task.name in ("vqa", "gqa"):
         model = AnswerModel(init.backbone, num_answers, head=task.head, loss=task.loss, task=task.name)
@@ -94,6 +120,8 @@ def build_task_model(task: FinetuneTask, init: Init, num_answers: int | None = N
         return Nlvr2Model(init.backbone)
     if task.name == "refcoco":
         return GroundingModel(init.backbone, head=task.region_head, loss=task.loss)
+    if task.name == "vcr":
+        return VcrModel(init.backbone, loss=task.vcr_loss, region_class_weight=task.region_class_weight)
     itm = None
     if task.head_from_pretraining and init.heads.get("itm."):
         itm = ITMHead(init.backbone.config)
@@ -103,15 +131,20 @@ def build_task_model(task: FinetuneTask, init: Init, num_answers: int | None = N
 
 
 def finetuned_metadata(model: torch.nn.Module, task: FinetuneTask, vocab_text: str, answers=None,
-                       limits: dict | None = None) -> dict[str, str]:
-    """The header of a fine-tuned export: architecture, config, vocabulary, task settings, answers and the
-    input limits (max_text_len, max_regions) it was trained with."""
+                       limits: dict | None = None, visual=None) -> dict[str, str]:
+    """The header of a fine-tuned export: architecture, config, vocabulary, task settings, answers, the
+    input limits (max_text_len, max_regions, the image transform) it was trained with and its visual
+    front-end's architecture (``visual``, a VisualSection; None: precomputed features)."""
     from vlengine.models.export import export_info_of
+
+    from .visual_section import EXPORT_KEY
 
     extra = {"vocab": vocab_text, "task_config": json.dumps(to_plain(task), sort_keys=True),
              "input_limits": json.dumps(limits or {"max_text_len": 64, "max_regions": None})}
     if answers is not None:
         extra["answers"] = json.dumps(answers.answers)
+    if visual is not None:
+        extra[EXPORT_KEY] = visual.export_entry()
     return export_info_of(model.backbone, "backbone.", task=task.name, extra=extra).metadata()
 
 
@@ -143,7 +176,9 @@ def load_finetuned(path: str, task_name: str | None = None):
     file alone; a pretraining export with an ITM head gives zero-shot retrieval (task_name "retrieval")."""
     from vlengine._config import from_mapping
     from vlengine.metrics.vqa import AnswerVocab
-    from vlengine.models.export import build_backbone, read_export
+    from vlengine.models.export import read_export
+
+    from .visual_section import backbone_with_visual, visual_of_export
 
     info, tensors = read_export(path)
     if not info.task and task_name == "retrieval":
@@ -153,7 +188,8 @@ def load_finetuned(path: str, task_name: str | None = None):
                           "finetune (or evaluate its ITM head zero-shot: --task retrieval)")
     task = from_mapping(FinetuneTask, json.loads(info.extra["task_config"]), path, "task")
     answers = AnswerVocab(json.loads(info.extra["answers"])) if "answers" in info.extra else None
-    model = build_task_model(replace(task, head_from_pretraining=False), Init(build_backbone(info)),
+    backbone = backbone_with_visual(info, None, visual_of_export(info, path))
+    model = build_task_model(replace(task, head_from_pretraining=False), Init(backbone),
                              len(answers) if answers is not None else None)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:

@@ -34,6 +34,7 @@ class TaskData:
     images: str
     val_images: str
     vocab: str | None
+    corpus_dir: str | None = None    # the embedded corpus (where a tiny front-end's detector stage trains)
 
 
 def resolve_task_data(cfg: FinetuneConfig) -> TaskData:
@@ -43,19 +44,20 @@ def resolve_task_data(cfg: FinetuneConfig) -> TaskData:
         from vlengine.data import ensure_embedded_corpus
         from vlengine.tasks.downstream.embedded_sets import (ensure_embedded_refcoco, ensure_embedded_retrieval,
                                                              ensure_embedded_vqa)
+        from vlengine.tasks.downstream.embedded_vcr import ensure_embedded_vcr
 
         root = ensure_embedded_corpus(seed=data.corpus_seed)
         if cfg.task.name == "retrieval":
             sets = ensure_embedded_retrieval(root)
             (train, images), (val, val_images) = sets["train"], sets["test"]
-        elif cfg.task.name == "refcoco":
-            sets = ensure_embedded_refcoco(root)
+        elif cfg.task.name in ("refcoco", "vcr"):
+            sets = (ensure_embedded_refcoco if cfg.task.name == "refcoco" else ensure_embedded_vcr)(root)
             (train, images), (val, val_images) = sets["train"], sets["val"]
         else:
             sets = ensure_embedded_vqa(root)
             train, images, val, val_images = sets["train"], f"{root}/train", sets["heldout"], f"{root}/heldout"
         return TaskData(data.train or train, data.val or val, data.images or images, data.val_images or val_images,
-                        data.vocab or os.path.join(root, VOCAB_FILE))
+                        data.vocab or os.path.join(root, VOCAB_FILE), root)
     return TaskData(data.train, data.val, data.images, data.val_images or data.images, data.vocab)
 
 
@@ -98,9 +100,19 @@ def answer_vocab(cfg: FinetuneConfig, train_set, rank: int):
     return vocab
 
 
+def _image_transform(limits: dict):
+    """End to end: the raw-image transform the limits record (FinetuneData.image_limits), else None."""
+    if "image_normalisation" not in limits:
+        return None
+    from vlengine.data.images import ImageTransform
+    return ImageTransform(limits["image_min_size"], limits["image_max_size"], limits["image_normalisation"])
+
+
 def make_dataset(task, annotations, store: str, tokenizer, limits: dict, answers=None):
-    """The task's dataset; `limits`: max_text_len and max_regions (the run's data settings)."""
-    from vlengine.tasks.downstream import GqaDataset, GroundingDataset, Nlvr2Dataset, RetrievalDataset, VqaDataset
+    """The task's dataset; `limits`: max_text_len and max_regions (the run's data settings), and for an
+    end-to-end model the image transform's settings (then the store's images feed the front-end)."""
+    from vlengine.tasks.downstream import (GqaDataset, GroundingDataset, Nlvr2Dataset, RetrievalDataset, VcrDataset,
+                                           VqaDataset)
 
     common = {"max_text_len": limits["max_text_len"], "max_regions": limits["max_regions"]}
     if task.name in ("vqa", "gqa"):
@@ -109,6 +121,9 @@ def make_dataset(task, annotations, store: str, tokenizer, limits: dict, answers
                    with_image=task.with_image, **common)
     if task.name == "nlvr2":
         return Nlvr2Dataset(annotations, store, tokenizer, **common)
+    if task.name == "vcr":
+        return VcrDataset(annotations, store, tokenizer, task.vcr_subtask_names, with_image=task.with_image,
+                          image_transform=_image_transform(limits) if task.with_image else None, **common)
     if task.name == "refcoco":
         return GroundingDataset(annotations, store, tokenizer, track=task.track, iou_convention=task.iou_convention,
                                 iou_comparison=task.iou_comparison, region_features=task.with_image, **common)
@@ -131,7 +146,8 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
     paths = resolve_task_data(cfg)
     torch.manual_seed(cfg.train.seed)  # model init is part of the run's identity
     # a fresh or BERT-initialised model is sized to the data's vocabulary; an export brings its own
-    init = init_backbone(cfg, None if paths.vocab is None else load_tokenizer(paths.vocab).vocab_size)
+    init = init_backbone(cfg, None if paths.vocab is None else load_tokenizer(paths.vocab).vocab_size,
+                         corpus_dir=paths.corpus_dir, log=log if rank == 0 else (lambda *_: None))
     vocab_path = _vocab_file(cfg, paths, init.vocab_text, rank)
     tokenizer = load_tokenizer(vocab_path)
     if init.backbone.config.vocab_size < tokenizer.vocab_size:
@@ -139,7 +155,8 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
                           f"{init.backbone.config.vocab_size}")
     train_annotations = open_annotations(paths.train)
     answers = answer_vocab(cfg, train_annotations, rank) if cfg.task.name in ("vqa", "gqa") else None
-    limits = {"max_text_len": cfg.data.max_text_len, "max_regions": cfg.data.max_regions}
+    limits = {"max_text_len": cfg.data.max_text_len, "max_regions": cfg.data.max_regions,
+              **(cfg.data.image_limits() if init.visual is not None else {})}
     train_set = make_dataset(cfg.task, train_annotations, paths.images, tokenizer, limits, answers)
     val_set = make_dataset(cfg.task, paths.val, paths.val_images, tokenizer, limits, answers) if paths.val else None
     model = build_task_model(cfg.task, init, len(answers) if answers is not None else None)
@@ -147,7 +164,8 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
         log(f"{cfg.task.name}: {len(train_set)} train examples, {len(val_set) if val_set else 0} val"
             + (f", {len(answers)} answers" if answers is not None else "") + f"; init: {init.description}"
             + ("" if cfg.task.with_image else "; region features zeroed, boxes kept (geometry-only baseline)"
-               if cfg.task.name == "refcoco" else "; images removed (question-only baseline)")
+               if cfg.task.name == "refcoco" else "; image and grounding removed (text-only baseline)"
+               if cfg.task.name == "vcr" else "; images removed (question-only baseline)")
             + f" (ready in {time.time() - start:.1f}s)")
     plan = BatchPlan(len(train_set), batch_size=micro, rank=rank, world_size=world, seed=cfg.train.seed,
                      drop_last=True)
@@ -162,11 +180,11 @@ def run_finetuning(cfg: FinetuneConfig, log=print) -> TrainResult:
                               batch_size=cfg.eval.batch_size, device=engine.device,
                               cast=lambda b: b.to(b.input_ids.device, dtype), out_dir=eval_dir,
                               name=f"val_step{step:09d}", retrieval_mode=cfg.eval.retrieval_mode,
-                              retrieval_k=cfg.eval.retrieval_k)
+                              retrieval_k=cfg.eval.retrieval_k, vcr_subtasks=cfg.task.vcr_subtask_names)
         return headline(cfg.task.name, metrics)
 
     groups = head_lr_param_groups(model, cfg.train.lr, cfg.task.head_lr_multiplier, cfg.train.weight_decay)
     with open(vocab_path, encoding="utf-8") as f:
-        metadata = finetuned_metadata(model, cfg.task, f.read(), answers, limits)
+        metadata = finetuned_metadata(model, cfg.task, f.read(), answers, limits, init.visual)
     return train(model, loader, ds_config, cfg.train, TaskMixer({cfg.task.name: 1.0}, cfg.train.seed), evaluate,
                  run_config=cfg.to_dict(), groups=groups, export_metadata=metadata, what="fine-tuning")

@@ -59,15 +59,21 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
                                image_transform=cfg.data.image_transform(flip=False)) \
         if cfg.recipe in ("vlbert", "cssbert") else None
     return train(objective, loader, ds_config, cfg.train, mixer, evaluate, run_config=cfg.to_dict(),
-                 export_metadata=export_metadata(objective.model, paths.vocab, recipe=cfg.recipe))
+                 export_metadata=export_metadata(objective.model, paths.vocab, recipe=cfg.recipe,
+                                                 visual=cfg.model.visual))
 
 
-def export_metadata(backbone, vocab_path: str, prefix: str = "model.", **fields) -> dict[str, str]:
-    """The exported file's header: architecture, model config and the WordPiece vocabulary the model
-    was trained with (the file alone is then enough to fine-tune or evaluate it)."""
+def export_metadata(backbone, vocab_path: str, prefix: str = "model.", visual=None, **fields) -> dict[str, str]:
+    """The exported file's header: architecture, model config, the WordPiece vocabulary the model
+    was trained with and its visual front-end's architecture (end to end, ``visual``: the
+    VisualSection), so the file alone is enough to fine-tune or evaluate it."""
     from vlengine.models.export import export_info_of
 
+    from .visual_section import EXPORT_KEY
+
     with open(vocab_path, encoding="utf-8") as f:
-        vocab = f.read()
-    return export_info_of(backbone, prefix, extra={"vocab": vocab}, **fields).metadata()
+        extra = {"vocab": f.read()}
+    if visual is not None:
+        extra[EXPORT_KEY] = visual.export_entry()
+    return export_info_of(backbone, prefix, extra=extra, **fields).metadata()
 

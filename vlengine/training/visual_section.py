@@ -14,16 +14,18 @@ trained with the encoder. How a masked RoI is hidden from vision (vlengine.model
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Literal
 
-from vlengine._config import ConfigError
+from vlengine._config import ConfigError, from_mapping, to_plain
 
 # config name -> VisualFrontEnd's name
 FRONTEND_MASK_MODES = {"pixels": "pixels", "features": "feature_map", "none": "none"}
 RESNET_FEATURES = 2048   # res5 of ResNet-50/101
 CORPUS_WEIGHTS = "corpus"   # tiny trunk: its detector stage on the corpus (frontend_pretraining.py)
+EXPORT_KEY = "visual"       # an export's header entry for its backbone's front-end (export_entry)
 
 
 @dataclass
@@ -83,3 +85,37 @@ class VisualSection:
                 load_tiny_frontend(frontend, weights)
             return frontend
         return resnet_c4_frontend(int(self.trunk[len("resnet"):]), self.weights, mask_mode=mode, **freezing)
+
+    def export_entry(self) -> str:
+        """The header entry (``EXPORT_KEY``) of an export whose backbone has this front-end: its
+        architecture, not its weights (the file holds the trained tensors, ``visual.*``)."""
+        return json.dumps({k: v for k, v in to_plain(self).items() if k not in ("weights", "pretrain_steps")},
+                          sort_keys=True)
+
+    @classmethod
+    def from_export(cls, entry: str, source: str) -> "VisualSection":
+        """The section an export's ``EXPORT_KEY`` entry describes (weights: none, the file's tensors fill it)."""
+        try:
+            values = json.loads(entry)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{source}: its {EXPORT_KEY!r} entry cannot be read ({err})") from None
+        return from_mapping(cls, values, source, EXPORT_KEY)
+
+
+def visual_of_export(info, source: str) -> "VisualSection | None":
+    """The front-end an export's backbone was trained with (None: a precomputed-feature model)."""
+    entry = info.extra.get(EXPORT_KEY)
+    return None if entry is None else VisualSection.from_export(entry, source)
+
+
+def backbone_with_visual(info, config, visual: "VisualSection | None"):
+    """A fresh instance of the export's architecture, with ``visual``'s front-end (random weights:
+    the export's tensors fill it)."""
+    from vlengine.models.export import build_backbone
+
+    if visual is None:
+        return build_backbone(info, config)
+    if info.architecture != "VLBert":
+        raise ConfigError(f"an end-to-end front-end (model.visual) runs with VL-BERT, not {info.architecture}")
+    from vlengine.models import VLBert
+    return VLBert(config or info.config, visual=visual.build())

@@ -26,7 +26,6 @@ def collate_items(items: list[dict], pad_id: int = 0) -> VLBatch:
     """
     if not items:
         raise ValueError("collate_items: empty list of items")
-    B = len(items)
     T = max(len(it["input_ids"]) for it in items)
     ids = _pad_stack([it["input_ids"] for it in items], T, pad_id, np.int64)
     words = _pad_stack([it["word_ids"] for it in items], T, -1, np.int64)
@@ -38,39 +37,49 @@ def collate_items(items: list[dict], pad_id: int = 0) -> VLBatch:
                  itm_label=torch.tensor([int(it.get("itm_label", 1)) for it in items], dtype=torch.int64))
     if any("qa_label" in it for it in items):
         batch["qa_label"] = torch.tensor([int(it.get("qa_label", IGNORE_INDEX)) for it in items], dtype=torch.int64)
-    visual = [it for it in items if "boxes" in it]
     extras = {"caption_index": torch.tensor([int(it.get("caption_index", -1)) for it in items]),
               "image_index": torch.tensor([int(it.get("image_index", -1)) for it in items]),
               "question_index": torch.tensor([int(it.get("question_index", -1)) for it in items])}
-    if visual:
-        R = max(it["boxes"].shape[0] for it in visual)
-        empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64)}
-        boxes = _pad_stack([it.get("boxes", empty["boxes"]) for it in items], R, 0.0, np.float32)
-        labels = _pad_stack([it.get("labels", empty["labels"]) for it in items], R, -1, np.int64)
-        nbox = np.array([it["boxes"].shape[0] if "boxes" in it else 0 for it in items])
-        valid = np.arange(R)[None, :] < nbox[:, None]
-        labels[labels < 0] = IGNORE_INDEX
-        sizes = np.stack([it.get("image_size", np.zeros(2, np.float32)) for it in items]).astype(np.float32)
-        batch.update(region_boxes=torch.from_numpy(boxes), region_valid=torch.from_numpy(valid),
-                     region_labels=torch.from_numpy(labels), image_size=torch.from_numpy(sizes))
-        if "features" in visual[0]:
-            D = visual[0]["features"].shape[1]
-            feats = _pad_stack([it.get("features", np.zeros((0, D), np.float16)) for it in items], R, 0, np.float16)
-            batch["region_features"] = torch.from_numpy(feats)
-        if "soft_labels" in visual[0]:
-            C = visual[0]["soft_labels"].shape[1]
-            soft = _pad_stack([it.get("soft_labels", np.zeros((0, C), np.float16)) for it in items], R, 0, np.float32)
-            batch["region_soft_labels"] = torch.from_numpy(soft)
-        if "image" in visual[0]:
-            H = max(it["image"].shape[1] for it in visual)
-            W = max(it["image"].shape[2] for it in visual)
-            imgs = np.zeros((B, 3, H, W), np.float32)  # zero = the mean pixel after normalisation
-            for i, it in enumerate(items):
-                if "image" in it:
-                    _, h, w = it["image"].shape
-                    imgs[i, :, :h, :w] = it["image"]
-            batch["images"] = torch.from_numpy(imgs)
+    batch.update(collate_regions(items))
     return VLBatch(**batch, extras=extras)
+
+
+def collate_regions(items: list[dict]) -> dict:
+    """The region fields of a batch (``region_boxes``, ``region_valid``, ``region_labels``, ``image_size``
+    and, where the items carry them, ``region_features``, ``region_soft_labels``, ``images``): rows
+    without ``boxes`` (text-only) are all padding; {} when no item has regions."""
+    B = len(items)
+    visual = [it for it in items if "boxes" in it]
+    if not visual:
+        return {}
+    R = max(it["boxes"].shape[0] for it in visual)
+    empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64)}
+    boxes = _pad_stack([it.get("boxes", empty["boxes"]) for it in items], R, 0.0, np.float32)
+    labels = _pad_stack([it.get("labels", empty["labels"]) for it in items], R, -1, np.int64)
+    nbox = np.array([it["boxes"].shape[0] if "boxes" in it else 0 for it in items])
+    valid = np.arange(R)[None, :] < nbox[:, None]
+    labels[labels < 0] = IGNORE_INDEX
+    sizes = np.stack([it.get("image_size", np.zeros(2, np.float32)) for it in items]).astype(np.float32)
+    batch = dict(region_boxes=torch.from_numpy(boxes), region_valid=torch.from_numpy(valid),
+                 region_labels=torch.from_numpy(labels), image_size=torch.from_numpy(sizes))
+    if "features" in visual[0]:
+        D = visual[0]["features"].shape[1]
+        feats = _pad_stack([it.get("features", np.zeros((0, D), np.float16)) for it in items], R, 0, np.float16)
+        batch["region_features"] = torch.from_numpy(feats)
+    if "soft_labels" in visual[0]:
+        C = visual[0]["soft_labels"].shape[1]
+        soft = _pad_stack([it.get("soft_labels", np.zeros((0, C), np.float16)) for it in items], R, 0, np.float32)
+        batch["region_soft_labels"] = torch.from_numpy(soft)
+    if "image" in visual[0]:
+        H = max(it["image"].shape[1] for it in visual)
+        W = max(it["image"].shape[2] for it in visual)
+        imgs = np.zeros((B, 3, H, W), np.float32)  # zero = the mean pixel after normalisation
+        for i, it in enumerate(items):
+            if "image" in it:
+                _, h, w = it["image"].shape
+                imgs[i, :, :h, :w] = it["image"]
+        batch["images"] = torch.from_numpy(imgs)
+    return batch
 
 
 def _pad_dim(t: torch.Tensor, dim: int, size: int, fill) -> torch.Tensor:

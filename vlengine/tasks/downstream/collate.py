@@ -81,5 +81,8 @@ def label_or_ignore(value) -> int:
 def collate_for(dataset):
     """The collate function of ``dataset``: its tokenizer's padding id and answer count (a picklable
     partial, so DataLoader workers can take it)."""
+    if dataset.task == "vcr":   # four text rows per question, the image once (vcr_dataset.py)
+        from .vcr_dataset import collate_vcr
+        return partial(collate_vcr, pad_id=dataset.tokenizer.pad_id)
     return partial(collate_downstream, pad_id=dataset.tokenizer.pad_id,
                    num_answers=getattr(dataset, "num_answers", None))

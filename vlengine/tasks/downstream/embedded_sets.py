@@ -99,7 +99,7 @@ def _karpathy_file(corpus_dir: str, out_dir: str) -> str:
     return path
 
 
-def _built_once(out: str, build) -> None:
+def built_once(out: str, build) -> None:
     """Run ``build(work_dir)`` into ``out`` unless it exists: a .partial folder renamed when complete."""
     if os.path.isdir(out):
         return
@@ -128,7 +128,7 @@ def ensure_embedded_vqa(corpus_dir: str) -> dict[str, str]:
                                 os.path.join(work, f"vqa-{split}"), images=os.path.join(corpus_dir, split),
                                 progress=False)
 
-    _built_once(out, build)
+    built_once(out, build)
     return {split: os.path.join(out, f"vqa-{split}") for split in SPLITS}
 
 
@@ -146,7 +146,7 @@ def ensure_embedded_retrieval(corpus_dir: str) -> dict[str, tuple[str, str]]:
             convert_annotations(KarpathySource(karpathy, [split]), os.path.join(work, f"retrieval-{split}"),
                                 images=store, progress=False)
 
-    _built_once(out, build)
+    built_once(out, build)
     return {split: (os.path.join(out, f"retrieval-{split}"), store) for split, store in stores.items()}
 
 
@@ -207,5 +207,5 @@ def ensure_embedded_refcoco(corpus_dir: str) -> dict[str, tuple[str, str]]:
             convert_annotations(RefcocoSource(refs, instances, [split], image_id_template="{file_stem}"),
                                 os.path.join(work, f"refcoco-{split}"), images=store, progress=False)
 
-    _built_once(out, build)
+    built_once(out, build)
     return {split: (os.path.join(out, f"refcoco-{split}"), store) for split, store in stores.items()}

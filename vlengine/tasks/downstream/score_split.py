@@ -4,7 +4,8 @@ both call).
 
 Files written on rank 0 into ``out_dir`` (when given), named by ``name`` (e.g. "val", "val_step000500"):
   ``{name}_predictions.json|csv``   the task's official submission format (VQA results JSON, GQA
-                                    predictions JSON, NLVR2 CSV, RefCOCO boxes JSON); retrieval has none
+                                    predictions JSON, NLVR2 CSV, RefCOCO boxes JSON, VCR leaderboard
+                                    CSV); retrieval has none
   ``{name}_metrics.json``           the official metric (None for a split without answers)
 """
 
@@ -17,6 +18,7 @@ from vlengine.atomic import write_json
 from .evaluate import predict_sharded
 from .official import answers_from_classes, boxes_from_regions, official_metrics, write_submission
 from .retrieval_eval import evaluate_retrieval
+from .vcr_eval import score_vcr
 
 SUBMISSION_SUFFIX = {"vqa": "predictions.json", "gqa": "predictions.json", "nlvr2": "predictions.csv",
                      "refcoco": "predictions.json"}
@@ -33,6 +35,8 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
         return {"gqa_acc": metrics["accuracy"]}
     if task == "nlvr2":
         return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
+    if task == "vcr":
+        return {f"vcr_{k}": metrics[k] for k in ("q_a", "qa_r", "q_ar") if k in metrics}
     if task == "refcoco":
         return {"refcoco_acc": metrics["accuracy"], "refcoco_chance_acc": metrics["chance_accuracy"],
                 "refcoco_upper_bound": metrics["upper_bound"]}
@@ -47,6 +51,11 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
     return out
 
 
+def _is_rank0() -> bool:
+    import torch.distributed as dist
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
 def _write_metrics(out_dir: str, name: str, task: str, examples: int, metrics: dict | None) -> None:
     write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": examples, "metrics": metrics},
                indent=1)
@@ -54,13 +63,20 @@ def _write_metrics(out_dir: str, name: str, task: str, examples: int, metrics: d
 
 def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 128, device="cpu",
                 cast=lambda b: b, out_dir: str | None = None, name: str = "val", retrieval_mode: str = "both",
-                retrieval_k: int = 128) -> dict | None:
+                retrieval_k: int = 128, vcr_subtasks=("q_a", "qa_r")) -> dict | None:
     """The official metrics of ``model`` on ``dataset`` on rank 0 (None on the other ranks).
 
-    ``answers``: the AnswerVocab of VQA / GQA models (class -> answer string).
+    ``answers``: the AnswerVocab of VQA / GQA models (class -> answer string); ``vcr_subtasks``: what a
+    VCR model was trained for (``vcr_eval``).
     """
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
+    if task == "vcr":
+        metrics = score_vcr(model, dataset, vcr_subtasks, out_dir=out_dir, name=name, batch_size=batch_size,
+                            device=device, cast=cast)
+        if out_dir and _is_rank0():
+            _write_metrics(out_dir, name, task, dataset.questions, metrics)
+        return metrics
     if task == "retrieval":
         metrics = evaluate_retrieval(model, dataset, mode=retrieval_mode, k=min(retrieval_k, dataset.num_images),
                                      batch_size=batch_size, device=device, cast=cast)
