@@ -94,3 +94,27 @@ def test_the_geometry_only_baseline_and_the_chance_level_are_printed_beside_the_
     baseline = _results(str(tmp_path / "run-geometry-only"))["eval"]
     assert set(baseline) == {"refcoco_acc", "refcoco_chance_acc", "refcoco_upper_bound"}
     assert baseline["refcoco_upper_bound"] == 100.0      # the ground-truth track: every referent is a candidate
+
+
+def test_end_to_end_grounding_from_the_stores_images_and_evaluated_from_the_export_alone(config, tmp_path):
+    """model.visual: the tiny trunk reads the corpus store's JPEGs; IoUs stay those of the store's boxes;
+    `vlengine evaluate` rebuilds the front-end from the export and reproduces the metrics."""
+    with open(config) as f:
+        values = yaml.safe_load(f)
+    values["model"].update(region_feature_size=32, visual={"trunk": "tiny", "width": 8, "out_features": 32})
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(values))
+    out = str(tmp_path / "run")
+    output = _finetune(str(path), out, "--set", "train.max_steps=2", "--set", "eval.question_only_baseline=true",
+                       world=1)
+    assert "fine-tuning refcoco, geometry only" in output
+    with open(os.path.join(out, "eval", "val_step000000002_metrics.json")) as f:
+        metrics = json.load(f)["metrics"]
+    assert metrics["upper_bound"] == 100.0 and metrics["count"] == 24
+    assert any(name.startswith("backbone.visual.head.") for name in _results(out)["weights"])
+    codes, output = vlengine("evaluate", "--checkpoint", os.path.join(out, "model_fp32.safetensors"), "--split",
+                             values["data"]["val"], "--images", values["data"]["val_images"], "--out",
+                             str(tmp_path), "--name", "again")
+    assert codes == [0], output
+    with open(tmp_path / "again_metrics.json") as f:
+        assert json.load(f)["metrics"] == metrics

@@ -159,13 +159,15 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
         if any("zero_pp_rank" in name and name.endswith("optim_states.pt") for name in os.listdir(folder)):
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
             state = get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
-            model_states = None
+            model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
+            # ZeRO-1 merges only the optimizer's parameters: frozen ones (a front-end's stem and res2) are
+            # in the module state beside it, unchanged since they were loaded
+            module = model_states.get("module") or {}
+            state.update({name: t for name, t in module.items() if name not in state})
         else:
             model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
             state = model_states["module"]
         if metadata is None:
-            if model_states is None:  # ZeRO: the client state is in the (small) model-states file too
-                model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
             metadata = model_states.get("export_metadata") or {}
     # safetensors refuses tensors that share storage (tied embeddings): give each its own copy.
     tensors = {name: t.detach().to(torch.float32).contiguous().clone()

@@ -27,6 +27,7 @@ from .settings import TrainSettings
 
 TASKS = ("vqa", "gqa", "nlvr2", "retrieval", "refcoco", "vcr")
 EMBEDDED_TASKS = ("vqa", "retrieval", "refcoco", "vcr")   # the embedded corpus has sets for these
+END_TO_END_TASKS = ("refcoco", "vcr")                     # model.visual: VL-BERT fine-tunes these on pixels
 SECTIONS = ("task", "init", "model", "data", "deepspeed", "train", "eval")
 # Settings of an export's model config a fine-tuning run may change (sizes come from the weights).
 EXPORT_MODEL_OVERRIDES = ("hidden_dropout", "attention_dropout", "visual_dropout", "gradient_checkpointing",
@@ -88,7 +89,7 @@ class FinetuneData:
     max_text_len: int = 64
     max_regions: int | None = None
     num_workers: int = 0
-    # End to end (model.visual; VCR): the raw-image store's images are resized (short side
+    # End to end (model.visual; RefCOCO, VCR): the raw-image store's images are resized (short side
     # image_min_size, long side at most image_max_size; None keeps the stored size) and normalised
     # for the trunk. No flips: a mirrored image would contradict "left" / "right" in the answers.
     image_min_size: int | None = None
@@ -177,9 +178,10 @@ class FinetuneConfig:
             if path is not None and not os.path.exists(path):
                 raise ConfigError(f"{self.source}: data.{name} {path!r} does not exist (a path in a config file is "
                                   "relative to the file)")
-        if self.model.visual is not None and self.task.name != "vcr":
-            raise ConfigError(f"{self.source}: model.visual (end to end from raw images) is wired for task vcr; "
-                              f"{self.task.name} reads the store's precomputed region features")
+        if self.model.visual is not None and self.task.name not in END_TO_END_TASKS:
+            raise ConfigError(f"{self.source}: model.visual (end to end from raw images) is wired for tasks "
+                              f"{' and '.join(END_TO_END_TASKS)}; {self.task.name} reads the store's precomputed "
+                              "region features")
         if self.task.name in ("nlvr2", "retrieval") and self.eval.question_only_baseline:
             raise ConfigError(f"{self.source}: eval.question_only_baseline is for vqa, gqa, refcoco and vcr")
 

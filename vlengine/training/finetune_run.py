@@ -126,7 +126,8 @@ def make_dataset(task, annotations, store: str, tokenizer, limits: dict, answers
                           image_transform=_image_transform(limits) if task.with_image else None, **common)
     if task.name == "refcoco":
         return GroundingDataset(annotations, store, tokenizer, track=task.track, iou_convention=task.iou_convention,
-                                iou_comparison=task.iou_comparison, region_features=task.with_image, **common)
+                                iou_comparison=task.iou_comparison, region_features=task.with_image,
+                                image_transform=_image_transform(limits), **common)
     return RetrievalDataset(annotations, store, tokenizer, **common)
 
 

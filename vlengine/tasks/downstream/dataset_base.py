@@ -28,20 +28,25 @@ class AnnotatedImageDataset:
         max_regions: keep at most this many boxes per image.
         with_image: False drops every image (rows become text-only rows, as the text-only corpus's in
             pretraining): the question-only baseline, trained with the same head.
+        image_transform: end to end (a model with a visual front-end; RefCOCO, VCR): an ImageTransform,
+            and the store is a raw-image store whose images the items carry (no features read).
     """
 
     task = ""
 
     def __init__(self, annotations: AnnotationSet | str, store: Store | str, tokenizer, max_text_len: int | None = 64,
-                 max_regions: int | None = None, with_image: bool = True):
+                 max_regions: int | None = None, with_image: bool = True, image_transform=None):
         self.annotations = open_annotations(annotations) if isinstance(annotations, (str, os.PathLike)) else annotations
         if self.annotations.task != self.task:
             raise ValueError(f"annotation set {self.annotations.path} holds task {self.annotations.task!r}, "
                              f"this dataset reads {self.task!r}")
         self.store = open_store(store) if isinstance(store, (str, os.PathLike)) else store
-        if not self.store.has_features:
+        if image_transform is not None and not self.store.has_images:
+            raise ValueError(f"store {self.store.path} holds no images: an end-to-end model (model.visual) reads a "
+                             "raw-image store")
+        if image_transform is None and not self.store.has_features:
             raise ValueError(f"store {self.store.path} has no region features: the downstream datasets read "
-                             f"precomputed features")
+                             f"precomputed features (or, end to end with model.visual, the store's images)")
         if max_text_len is not None and max_text_len < 4:
             raise ValueError(f"max_text_len must be >= 4 ([CLS], a token, [SEP] and room for an answer slot), "
                              f"got {max_text_len}")
@@ -49,6 +54,7 @@ class AnnotatedImageDataset:
         self.max_text_len = max_text_len
         self.max_regions = max_regions
         self.with_image = with_image
+        self.image_transform = image_transform
         self.image_index = self.annotations.image_indices(self.store)   # [n, images per record]
 
     def __len__(self) -> int:

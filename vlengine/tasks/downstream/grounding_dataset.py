@@ -15,7 +15,10 @@ Per item, beside the text and region fields: ``candidate_mask`` [r] bool, ``regi
 (IoU of each region with the ground-truth box, ``iou_convention``) and ``region_hit`` [r] bool (that
 IoU counts, ``iou_comparison`` against 0.5): the training accuracy and the targets read them.
 ``region_features=False`` zeroes every feature but keeps the boxes: the geometry-only baseline (a
-text-only model has no regions to choose from at all).
+text-only model has no regions to choose from at all). End to end (``image_transform``: a model with a
+visual front-end reads the raw-image store's images), the baseline blanks the image instead (every
+pixel the mean, which the normalisation maps to 0). IoUs are computed on the store's boxes, before any
+resize.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 from vlengine.metrics.grounding import box_iou, coco_corners, is_hit
 
 from .dataset_base import AnnotatedImageDataset
-from .regions import region_item, text_item
+from .regions import image_region_item, region_item, text_item
 
 TRACKS = ("gt", "detected")
 PROPOSAL_TOLERANCE = 0.5   # pixels: a detection and the store box its features were extracted on
@@ -46,8 +49,8 @@ class GroundingDataset(AnnotatedImageDataset):
 
     def __init__(self, annotations, store, tokenizer, track: str = "gt", iou_convention: str = "plus_one",
                  iou_comparison: str = ">=", max_text_len: int | None = 64, max_regions: int | None = None,
-                 region_features: bool = True):
-        super().__init__(annotations, store, tokenizer, max_text_len, max_regions)
+                 region_features: bool = True, image_transform=None):
+        super().__init__(annotations, store, tokenizer, max_text_len, max_regions, image_transform=image_transform)
         if track not in TRACKS:
             raise ValueError(f"refcoco track must be one of {TRACKS}, got {track!r}")
         box_iou(np.zeros((1, 4)), np.zeros((1, 4)), iou_convention)    # the settings fail here, not mid-run
@@ -101,10 +104,15 @@ class GroundingDataset(AnnotatedImageDataset):
         index = self._index(key)
         record = self.record(index)
         item = text_item(self.tokenizer.encode(record["text"], self.max_text_len))
-        item.update(region_item(self.store, self.image_index[index, 0], self.max_regions))
+        store_index = self.image_index[index, 0]
+        if self.image_transform is None:
+            item.update(region_item(self.store, store_index, self.max_regions))
+        else:
+            item.update(image_region_item(self.store, store_index, self.max_regions, self.image_transform))
+        visual = "features" if self.image_transform is None else "image"
         if not self.region_features:
-            item["features"] = np.zeros(item["features"].shape, dtype=item["features"].dtype)
-        iou = box_iou(item["boxes"], self.gt_box(index), self.iou_convention)[:, 0]
+            item[visual] = np.zeros(item[visual].shape, dtype=item[visual].dtype)
+        iou = box_iou(self.region_boxes(index), self.gt_box(index), self.iou_convention)[:, 0]
         item.update(example_index=index, candidate_mask=self.candidates(index), region_iou=iou.astype(np.float32),
                     region_hit=is_hit(iou, self.iou_comparison))
         return item

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlengine.data.loading.datasets import store_region_item
+
 
 def region_item(store, index: int, max_regions: int | None = None) -> dict:
     """``{"boxes", "labels", "features", "image_size", "image_index"}`` of store record ``index``
@@ -22,6 +24,18 @@ def region_item(store, index: int, max_regions: int | None = None) -> dict:
     else:
         raise ValueError(f"store {store.path} has no region features: the downstream datasets read "
                          f"precomputed features (convert the images with a feature extractor first)")
+    return item
+
+
+def image_region_item(store, index: int, max_regions: int | None, transform) -> dict:
+    """End to end: store record ``index``'s region fields with its decoded image (``image``, boxes and
+    ``image_size`` in the transformed image's pixels; no features read), ``transform`` an ImageTransform
+    applied without a flip (a mirrored image would contradict "left" / "right" in the text)."""
+    rec = store.image(int(index))
+    item = store_region_item(store, int(index), max_regions, load_features=False, record=rec)
+    image, boxes, size = transform(bytes(rec["image"]), item["boxes"], flip=False,
+                                   source=f"store {store.path} image {rec['image_id']}")
+    item.update(image=image, boxes=boxes, image_size=size)
     return item
 
 

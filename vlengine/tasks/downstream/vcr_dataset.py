@@ -16,6 +16,7 @@ and the grounding: the text-only baseline.
 from __future__ import annotations
 
 import os
+
 import numpy as np
 import torch
 
@@ -26,6 +27,7 @@ from vlengine.data.loading.collate import collate_regions
 from vlengine.data.loading.datasets import store_region_item
 from vlengine.data.store import open_store
 
+from .regions import image_region_item
 from .vcr_text import NUM_CHOICES, vcr_sequences
 
 SUBTASKS = ("q_a", "qa_r")
@@ -112,14 +114,9 @@ class VcrDataset:
 
     def _image(self, question: int, record: dict) -> dict:
         store_index = int(self.image_index[question])
-        rec = self.store.image(store_index)
-        region = store_region_item(self.store, store_index, self.max_regions, self.image_transform is None, rec)
         if self.image_transform is not None:
-            image, boxes, size = self.image_transform(bytes(rec["image"]), region["boxes"], flip=False,
-                                                      source=f"store {self.store.path} image {rec['image_id']}")
-            region.update(image=image, boxes=boxes, image_size=size)
-        return region
-
+            return image_region_item(self.store, store_index, self.max_regions, self.image_transform)
+        return store_region_item(self.store, store_index, self.max_regions)
 
 def _pad(rows: list[np.ndarray], fill: int) -> torch.Tensor:
     out = np.full((len(rows), max(len(r) for r in rows)), fill, dtype=np.int64)
