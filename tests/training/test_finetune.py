@@ -81,6 +81,15 @@ def _finetune(config: str, out: str, *extra: str, world: int = 2) -> str:
     return output
 
 
+def _evaluated_again(out: str, data: dict, tmp_path) -> dict:
+    """The metrics `vlengine evaluate` gives from the run's export alone on the run's val split."""
+    codes, output = vlengine("evaluate", "--checkpoint", os.path.join(out, "model_fp32.safetensors"), "--split",
+                             data["val"], "--images", data["val_images"], "--out", str(tmp_path), "--name", "again")
+    assert codes == [0], output
+    with open(os.path.join(str(tmp_path), "again_metrics.json")) as f:
+        return json.load(f)["metrics"]
+
+
 def _results(out: str) -> dict:
     from safetensors.torch import load_file
     with open(os.path.join(out, "eval.json")) as f:

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 # fixtures too: `corpus` (24 train images, 12 held out) and `uninterrupted` (a 2-rank run of this module's config)
-from test_finetune import _finetune, _results, corpus, uninterrupted, vlengine   # noqa: F401
+from test_finetune import _evaluated_again, _finetune, _results, corpus, uninterrupted, vlengine   # noqa: F401
 
 TOTAL_STEPS = 6
 
@@ -112,9 +112,4 @@ def test_end_to_end_grounding_from_the_stores_images_and_evaluated_from_the_expo
         metrics = json.load(f)["metrics"]
     assert metrics["upper_bound"] == 100.0 and metrics["count"] == 24
     assert any(name.startswith("backbone.visual.head.") for name in _results(out)["weights"])
-    codes, output = vlengine("evaluate", "--checkpoint", os.path.join(out, "model_fp32.safetensors"), "--split",
-                             values["data"]["val"], "--images", values["data"]["val_images"], "--out",
-                             str(tmp_path), "--name", "again")
-    assert codes == [0], output
-    with open(tmp_path / "again_metrics.json") as f:
-        assert json.load(f)["metrics"] == metrics
+    assert _evaluated_again(out, values["data"], tmp_path) == metrics

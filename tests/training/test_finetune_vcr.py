@@ -20,7 +20,7 @@ import torch
 import yaml
 
 # fixtures too: `corpus` (24 train images, 12 held out) and `uninterrupted` (a 2-rank run of this module's config)
-from test_finetune import _finetune, _results, corpus, uninterrupted, vlengine   # noqa: F401
+from test_finetune import _evaluated_again, _finetune, _results, corpus, uninterrupted, vlengine   # noqa: F401
 
 TOTAL_STEPS = 6
 
@@ -107,12 +107,7 @@ def test_end_to_end_from_the_stores_images_and_evaluated_from_the_export_alone(c
         metrics = json.load(f)["metrics"]
     weights = _results(out)["weights"]
     assert any(name.startswith("backbone.visual.trunk.") for name in weights)
-    codes, output = vlengine("evaluate", "--checkpoint", os.path.join(out, "model_fp32.safetensors"), "--split",
-                             values["data"]["val"], "--images", values["data"]["val_images"], "--out",
-                             str(tmp_path), "--name", "again")
-    assert codes == [0], output
-    with open(tmp_path / "again_metrics.json") as f:
-        assert json.load(f)["metrics"] == metrics
+    assert _evaluated_again(out, values["data"], tmp_path) == metrics
 
 
 def test_an_end_to_end_model_for_another_task_is_refused_before_anything_runs(config, tmp_path):
