@@ -117,3 +117,27 @@ def test_an_end_to_end_model_for_another_task_is_refused_before_anything_runs(co
                              str(tmp_path / "run"))
     assert codes == [2] and "model.visual (end to end from raw images) is wired for tasks refcoco and vcr" in output, output
     assert "Traceback" not in output
+
+
+def test_a_q_a_and_a_qa_r_model_evaluated_together_give_q_ar_and_the_csv(config, tmp_path):
+    """VL-BERT and R2C train one model per sub-task: `--rationale-checkpoint` combines them."""
+    with open(config) as f:
+        data = yaml.safe_load(f)["data"]
+    runs = {}
+    for subtask in ("q_a", "qa_r"):
+        runs[subtask] = str(tmp_path / subtask)
+        _finetune(config, runs[subtask], "--set", f"task.vcr_subtasks={subtask}", "--set", "train.max_steps=1",
+                  world=1)
+    export = {k: os.path.join(v, "model_fp32.safetensors") for k, v in runs.items()}
+    args = ("--split", data["val"], "--images", data["val_images"], "--out", str(tmp_path), "--name", "both")
+    codes, output = vlengine("evaluate", "--checkpoint", export["q_a"], "--rationale-checkpoint", export["qa_r"], *args)
+    assert codes == [0] and "vcr_q_ar" in output, output
+    with open(tmp_path / "both_metrics.json") as f:
+        metrics = json.load(f)["metrics"]
+    with open(os.path.join(runs["q_a"], "eval", "val_step000000001_metrics.json")) as f:
+        assert json.load(f)["metrics"]["q_a"] == metrics["q_a"]          # the Q->A model's own answers
+    with open(os.path.join(runs["qa_r"], "eval", "val_step000000001_metrics.json")) as f:
+        assert json.load(f)["metrics"]["qa_r"] == metrics["qa_r"]        # the QA->R model's rationales
+    assert (tmp_path / "both_predictions.csv").is_file()
+    codes, output = vlengine("evaluate", "--checkpoint", export["qa_r"], "--rationale-checkpoint", export["q_a"], *args)
+    assert codes == [2] and "goes with a VCR Q->A model" in output and "Traceback" not in output, output

@@ -6,6 +6,8 @@ examples:
   vlengine evaluate --task retrieval --checkpoint runs/main-job/model_fp32.safetensors --retrieval-mode full
         (zero-shot: the pretraining ITM head ranks 100 held-out images x 500 captions of the embedded corpus)
   vlengine evaluate --task vqa --checkpoint FILE --split data/vqa-val --images data/coco-features --out results/
+  vlengine evaluate --checkpoint runs/vcr-q_a/model_fp32.safetensors --rationale-checkpoint runs/vcr-qa_r/model_fp32.safetensors \
+        --split data/vcr/val --images data/vcr/images      (VCR's two models, one per sub-task: Q->AR and the CSV)
   torchrun --nproc_per_node 4 -m vlengine.cli evaluate ...     sharded over ranks, every example scored once
 
 The checkpoint is the fine-tuning run's model_fp32.safetensors: it carries the architecture, the task
@@ -37,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                         "pretraining export, whose ITM head ranks zero-shot")
     p.add_argument("--task", choices=TASKS,
                    help="checked against the checkpoint's own task")
+    p.add_argument("--rationale-checkpoint", help="VCR: a model fine-tuned for QA->R (task.vcr_subtasks qa_r) that "
+                                                  "scores the rationales, --checkpoint then a Q->A model: together "
+                                                  "Q->A, QA->R, Q->AR and the leaderboard CSV")
     p.add_argument("--split", help="annotation set to score (default for vqa, retrieval, refcoco and vcr: the "
                                    "embedded corpus's held-out questions, its 100-image retrieval test, its held-out "
                                    "referring expressions, or its held-out multiple-choice questions)")
@@ -73,6 +78,29 @@ def _split_and_images(args, task: str) -> tuple[str, str]:
     return ensure_embedded_vqa(root)["heldout"], os.path.join(root, "heldout")
 
 
+def _rationale_model(args, task, vocab_text: str | None, limits: dict):
+    """VCR's QA->R model of --rationale-checkpoint (None without it), checked against the Q->A model: both
+    read the same inputs (vocabulary and input limits), one scores answers and the other rationales."""
+    if not args.rationale_checkpoint:
+        return None
+    from .finetune_model import load_finetuned
+
+    if task.name != "vcr" or task.vcr_subtasks == "qa_r":
+        raise UserError(f"--rationale-checkpoint goes with a VCR Q->A model; {args.checkpoint} is fine-tuned for "
+                        f"{task.name}" + (" QA->R" if task.name == "vcr" else ""))
+    try:
+        model, other, _, other_vocab, other_limits = load_finetuned(args.rationale_checkpoint, "vcr")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if other.name != "vcr" or other.vcr_subtasks == "q_a":
+        raise UserError(f"--rationale-checkpoint {args.rationale_checkpoint} is not a VCR QA->R model "
+                        f"(task {other.name}, sub-tasks {other.vcr_subtasks})")
+    if (other_vocab or "").split() != (vocab_text or "").split() or other_limits != limits:
+        raise UserError(f"{args.checkpoint} and {args.rationale_checkpoint} read different inputs (vocabulary or "
+                        "input limits): fine-tune both from the same pretraining with the same data settings")
+    return model
+
+
 def _start_group_if_launched() -> None:
     """Under torchrun / the deepspeed launcher (WORLD_SIZE > 1) join the process group; else one process."""
     import torch
@@ -103,6 +131,7 @@ def _evaluate(argv: list[str]) -> int:
         raise UserError(str(err)) from None
     if args.task and args.task != task.name:
         raise UserError(f"{args.checkpoint} is fine-tuned for {task.name}, not {args.task}")
+    rationale_model = _rationale_model(args, task, vocab_text, limits)
     split, images = _split_and_images(args, task.name)
     _start_group_if_launched()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -115,7 +144,8 @@ def _evaluate(argv: list[str]) -> int:
     name = args.name or os.path.basename(os.path.normpath(split))
     metrics = score_split(model.to(device), dataset, task.name, answers=answers, batch_size=args.batch_size,
                           device=device, out_dir=out, name=name, retrieval_mode=args.retrieval_mode,
-                          retrieval_k=args.retrieval_k, vcr_subtasks=task.vcr_subtask_names)
+                          retrieval_k=args.retrieval_k, vcr_subtasks=task.vcr_subtask_names,
+                          vcr_rationale_model=None if rationale_model is None else rationale_model.to(device))
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(f"{task.name} on {split}: {getattr(dataset, 'questions', len(dataset))} examples")
         for key, value in headline(task.name, metrics).items():

@@ -63,17 +63,17 @@ def _write_metrics(out_dir: str, name: str, task: str, examples: int, metrics: d
 
 def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 128, device="cpu",
                 cast=lambda b: b, out_dir: str | None = None, name: str = "val", retrieval_mode: str = "both",
-                retrieval_k: int = 128, vcr_subtasks=("q_a", "qa_r")) -> dict | None:
+                retrieval_k: int = 128, vcr_subtasks=("q_a", "qa_r"), vcr_rationale_model=None) -> dict | None:
     """The official metrics of ``model`` on ``dataset`` on rank 0 (None on the other ranks).
 
     ``answers``: the AnswerVocab of VQA / GQA models (class -> answer string); ``vcr_subtasks``: what a
-    VCR model was trained for (``vcr_eval``).
+    VCR model was trained for, ``vcr_rationale_model`` a second model that scores QA->R (``vcr_eval``).
     """
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
     if task == "vcr":
         metrics = score_vcr(model, dataset, vcr_subtasks, out_dir=out_dir, name=name, batch_size=batch_size,
-                            device=device, cast=cast)
+                            device=device, cast=cast, rationale_model=vcr_rationale_model)
         if out_dir and _is_rank0():
             _write_metrics(out_dir, name, task, dataset.questions, metrics)
         return metrics

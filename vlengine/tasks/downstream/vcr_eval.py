@@ -3,7 +3,9 @@
 The rationales are scored under each of the four answers (four passes: the test split has no gold
 answer, so the submission holds all sixteen ``rationale_conditioned_on_a{i}_{j}``); QA->R reads the
 pass conditioned on the gold answer. A model trained on one sub-task only is scored on that one (its
-accuracy; Q->AR and the CSV need both). Every pass is ``predict_sharded``: each question once over ranks.
+accuracy), unless a second model scores the rationales (``rationale_model``: VL-BERT and R2C train one
+model per sub-task and combine the two for Q->AR and the CSV). Every pass is ``predict_sharded``: each
+question once over ranks.
 """
 
 from __future__ import annotations
@@ -30,17 +32,19 @@ def _single_accuracy(probs: dict, dataset, subtask: str) -> dict:
     return {subtask: 100.0 * right / len(labels), f"{subtask}_right": right, "n": len(labels)}
 
 
-def score_vcr(model, dataset, subtasks, out_dir: str | None = None, name: str = "val", **kw) -> dict | None:
+def score_vcr(model, dataset, subtasks, out_dir: str | None = None, name: str = "val", rationale_model=None,
+              **kw) -> dict | None:
     """Metrics on rank 0 (None elsewhere, or when the split has no labels); writes
     ``{name}_predictions.csv`` (both sub-tasks) into ``out_dir``. ``kw``: predict_sharded's
-    batch_size, device, cast."""
+    batch_size, device, cast. ``rationale_model``: scores QA->R instead of ``model``."""
     subtasks = tuple(subtasks)
-    if len(subtasks) == 1:
+    if len(subtasks) == 1 and rationale_model is None:
         single = dataset.variant((subtasks[0],))
         probs = _probabilities(model, single, **kw)
         return None if probs is None else _single_accuracy(probs, single, subtasks[0])
     answers = _probabilities(model, dataset.variant(("q_a",)), **kw)
-    rationales = [_probabilities(model, dataset.variant(("qa_r",), given_answer=i), **kw) for i in range(NUM_CHOICES)]
+    reader = model if rationale_model is None else rationale_model
+    rationales = [_probabilities(reader, dataset.variant(("qa_r",), given_answer=i), **kw) for i in range(NUM_CHOICES)]
     if answers is None:
         return None
     questions = dataset.variant(("q_a",))
