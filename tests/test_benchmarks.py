@@ -174,3 +174,13 @@ def test_gpu_suite_refuses_cuda_without_a_gpu(tmp_path):
         pytest.skip("a GPU is visible")
     out = run(os.path.join(BENCHMARKS, "gpu_suite.py"), "--out", str(tmp_path), "--device", "cuda", timeout=120)
     assert out.returncode == 2 and "no CUDA device is visible" in out.stderr
+
+
+def test_bench_vcr_memory_smoke():
+    """Both paths measured in their own processes; the shared image costs less than four copies of it."""
+    out = run(os.path.join(BENCHMARKS, "bench_vcr_memory.py"), "--trunk", "tiny", "--questions", "2", "--image",
+              "192x320", "--regions", "4", "--text-len", "12", "--dtype", "bf16", "--checkpointing")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "bf16, checkpointing" in out.stdout and "model states beside it" in out.stdout
+    ratio = float(out.stdout.split("shared / repeated = ")[1].split()[0])
+    assert ratio < 1
