@@ -11,7 +11,9 @@ def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype,
     """evaluate(engine, step) -> metrics, or None when the corpus has no heldout split.
 
     ``image_transform``: raw-image mode (an end-to-end model): held-out items carry their decoded
-    image, and the masking leak is measured too (a masked region's class from vision alone)."""
+    image. With an MRC head the masking leak is measured too (a masked region's class from vision
+    alone): end to end for the front-end's mask mode, and in precomputed mode, where a whole-image
+    region 0 was computed from the unmasked image."""
     if paths.heldout is None:
         return None
     import functools
@@ -49,7 +51,7 @@ def build_evaluator(eval_cfg: EvalSection, paths, tokenizer, dtype: torch.dtype,
         batches = (collate([dataset[(0, i)] for i in range(s, min(s + batch_size, n_captions))])
                    for s in range(0, n_captions, batch_size))
         results = attribute_and_region_accuracy(objective, batches, groups, tokenizer.mask_id, device, seed, cast)
-        if image_transform is not None and getattr(objective, "mrc", None) is not None:
+        if getattr(objective, "mrc", None) is not None:
             batches = (collate([dataset[(0, i)] for i in range(s, min(s + batch_size, n_captions))])
                        for s in range(0, n_captions, batch_size))
             results.update(vision_only_region_accuracy(objective, batches, device, seed, cast))
