@@ -53,6 +53,9 @@ def _export_visual(cfg: FinetuneConfig, info, path: str):
     if own is not None and wanted is not None and own.export_entry() != wanted.export_entry():
         raise ConfigError(f"{cfg.source}: model.visual differs from the front-end {path} was trained with "
                           f"({own.export_entry()}); leave model.visual unset to use the export's")
+    if own is None and wanted is not None and info.architecture != "VLBert":
+        raise ConfigError(f"{cfg.source}: model.visual (an end-to-end front-end) runs with VL-BERT; {path} holds "
+                          f"a {info.architecture}")
     if own is None and wanted is not None and info.config.region_feature_size != wanted.feature_size:
         raise ConfigError(f"{cfg.source}: {path} reads {info.config.region_feature_size}-d region features, the "
                           f"{wanted.trunk} front-end of model.visual gives {wanted.feature_size}-d")
