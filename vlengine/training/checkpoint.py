@@ -156,17 +156,15 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
     folder = os.path.join(save_dir, tag)
     from .weights_only import weights_only_loads
     with weights_only_loads():  # no unpickling of arbitrary objects, DeepSpeed's reader included
+        model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
+        state = model_states.get("module") or {}
         if any("zero_pp_rank" in name and name.endswith("optim_states.pt") for name in os.listdir(folder)):
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-            state = get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)
-            model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
-            # ZeRO-1 merges only the optimizer's parameters: frozen ones (a front-end's stem and res2) are
-            # in the module state beside it, unchanged since they were loaded
-            module = model_states.get("module") or {}
-            state.update({name: t for name, t in module.items() if name not in state})
-        else:
-            model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
-            state = model_states["module"]
+            # ZeRO-1 merges only the optimizer's parameters: frozen ones (a front-end's stem and res2) come
+            # from the module state beside it, unchanged since they were loaded (ZeRO-3's module state
+            # holds empty placeholders: never taken)
+            kept = {name: t for name, t in state.items() if torch.is_tensor(t) and t.numel() > 0}
+            state = {**kept, **get_fp32_state_dict_from_zero_checkpoint(save_dir, tag=tag)}
         if metadata is None:
             metadata = model_states.get("export_metadata") or {}
     # safetensors refuses tensors that share storage (tied embeddings): give each its own copy.
