@@ -156,7 +156,10 @@ def export_fp32_safetensors(save_dir: str, out_path: str, tag: str | None = None
     folder = os.path.join(save_dir, tag)
     from .weights_only import weights_only_loads
     with weights_only_loads():  # no unpickling of arbitrary objects, DeepSpeed's reader included
-        model_states = torch.load(os.path.join(folder, MODEL_STATES), map_location="cpu", weights_only=True)
+        # ZeRO-3 names its model-states files per rank (zero_pp_rank_*): it has no MODEL_STATES
+        states_path = os.path.join(folder, MODEL_STATES)
+        model_states = (torch.load(states_path, map_location="cpu", weights_only=True)
+                        if os.path.isfile(states_path) else {})
         state = model_states.get("module") or {}
         if any("zero_pp_rank" in name and name.endswith("optim_states.pt") for name in os.listdir(folder)):
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
