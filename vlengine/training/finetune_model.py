@@ -140,14 +140,12 @@ def finetuned_metadata(model: torch.nn.Module, task: FinetuneTask, vocab_text: s
     front-end's architecture (``visual``, a VisualSection; None: precomputed features)."""
     from vlengine.models.export import export_info_of
 
-    from .visual_section import EXPORT_KEY
+    from .visual_section import export_extra
 
     extra = {"vocab": vocab_text, "task_config": json.dumps(to_plain(task), sort_keys=True),
-             "input_limits": json.dumps(limits or {"max_text_len": 64, "max_regions": None})}
+             "input_limits": json.dumps(limits or {"max_text_len": 64, "max_regions": None}), **export_extra(visual)}
     if answers is not None:
         extra["answers"] = json.dumps(answers.answers)
-    if visual is not None:
-        extra[EXPORT_KEY] = visual.export_entry()
     return export_info_of(model.backbone, "backbone.", task=task.name, extra=extra).metadata()
 
 

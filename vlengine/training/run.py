@@ -69,11 +69,9 @@ def export_metadata(backbone, vocab_path: str, prefix: str = "model.", visual=No
     VisualSection), so the file alone is enough to fine-tune or evaluate it."""
     from vlengine.models.export import export_info_of
 
-    from .visual_section import EXPORT_KEY
+    from .visual_section import export_extra
 
     with open(vocab_path, encoding="utf-8") as f:
-        extra = {"vocab": f.read()}
-    if visual is not None:
-        extra[EXPORT_KEY] = visual.export_entry()
+        extra = {"vocab": f.read(), **export_extra(visual)}
     return export_info_of(backbone, prefix, extra=extra, **fields).metadata()
 

@@ -102,6 +102,11 @@ class VisualSection:
         return from_mapping(cls, values, source, EXPORT_KEY)
 
 
+def export_extra(visual: "VisualSection | None") -> dict[str, str]:
+    """The header entries an export of a backbone with ``visual``'s front-end carries ({} without one)."""
+    return {} if visual is None else {EXPORT_KEY: visual.export_entry()}
+
+
 def visual_of_export(info, source: str) -> "VisualSection | None":
     """The front-end an export's backbone was trained with (None: a precomputed-feature model)."""
     entry = info.extra.get(EXPORT_KEY)

@@ -24,7 +24,8 @@ from vlengine.batch import IGNORE_INDEX, VLBatch
 from vlengine.data.loading import collate_items
 
 
-def _pad_rows(arrays, fill: int) -> torch.Tensor:
+def pad_rows(arrays, fill: int) -> torch.Tensor:
+    """int64 [len(arrays), longest] of the 1-d ``arrays``, padded with ``fill``."""
     length = max(len(a) for a in arrays)
     out = np.full((len(arrays), length), fill, dtype=np.int64)
     for i, a in enumerate(arrays):
@@ -69,7 +70,7 @@ def collate_downstream(items: list[dict], pad_id: int = 0, num_answers: int | No
     batch = collate_items(rows, pad_id=pad_id)
     extras = dict(batch.extras)
     extras.update(_example_extras(items, num_answers))
-    return batch.replace(token_type_ids=_pad_rows([r["token_type_ids"] for r in rows], 0), extras=extras,
+    return batch.replace(token_type_ids=pad_rows([r["token_type_ids"] for r in rows], 0), extras=extras,
                          itm_label=None)
 
 

@@ -14,7 +14,7 @@ import os
 from vlengine.data.annotations import AnnotationSet, open_annotations
 from vlengine.data.store import Store, open_store
 
-from .regions import region_item, text_item
+from .regions import image_region_item, region_item, text_item
 
 
 class AnnotatedImageDataset:
@@ -44,7 +44,7 @@ class AnnotatedImageDataset:
         if image_transform is not None and not self.store.has_images:
             raise ValueError(f"store {self.store.path} holds no images: an end-to-end model (model.visual) reads a "
                              "raw-image store")
-        if image_transform is None and not self.store.has_features:
+        if with_image and image_transform is None and not self.store.has_features:
             raise ValueError(f"store {self.store.path} has no region features: the downstream datasets read "
                              f"precomputed features (or, end to end with model.visual, the store's images)")
         if max_text_len is not None and max_text_len < 4:
@@ -78,5 +78,11 @@ class AnnotatedImageDataset:
         if not self.with_image:
             item["text_only"] = True
             return item
-        item.update(region_item(self.store, self.image_index[index, image_column], self.max_regions))
+        item.update(self._regions(self.image_index[index, image_column]))
         return item
+
+    def _regions(self, store_index) -> dict:
+        """The region fields of store record ``store_index``: its features, or end to end its decoded image."""
+        if self.image_transform is None:
+            return region_item(self.store, store_index, self.max_regions)
+        return image_region_item(self.store, store_index, self.max_regions, self.image_transform)

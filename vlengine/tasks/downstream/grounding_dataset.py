@@ -28,7 +28,7 @@ import numpy as np
 from vlengine.metrics.grounding import box_iou, coco_corners, is_hit
 
 from .dataset_base import AnnotatedImageDataset
-from .regions import image_region_item, region_item, text_item
+from .regions import text_item
 
 TRACKS = ("gt", "detected")
 PROPOSAL_TOLERANCE = 0.5   # pixels: a detection and the store box its features were extracted on
@@ -104,11 +104,7 @@ class GroundingDataset(AnnotatedImageDataset):
         index = self._index(key)
         record = self.record(index)
         item = text_item(self.tokenizer.encode(record["text"], self.max_text_len))
-        store_index = self.image_index[index, 0]
-        if self.image_transform is None:
-            item.update(region_item(self.store, store_index, self.max_regions))
-        else:
-            item.update(image_region_item(self.store, store_index, self.max_regions, self.image_transform))
+        item.update(self._regions(self.image_index[index, 0]))
         visual = "features" if self.image_transform is None else "image"
         if not self.region_features:
             item[visual] = np.zeros(item[visual].shape, dtype=item[visual].dtype)

@@ -18,6 +18,7 @@ from vlengine.atomic import write_json
 from .evaluate import predict_sharded
 from .official import answers_from_classes, boxes_from_regions, official_metrics, write_submission
 from .retrieval_eval import evaluate_retrieval
+from .sharding import _world
 from .vcr_eval import score_vcr
 
 SUBMISSION_SUFFIX = {"vqa": "predictions.json", "gqa": "predictions.json", "nlvr2": "predictions.csv",
@@ -51,11 +52,6 @@ def headline(task: str, metrics: dict | None) -> dict[str, float]:
     return out
 
 
-def _is_rank0() -> bool:
-    import torch.distributed as dist
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def _write_metrics(out_dir: str, name: str, task: str, examples: int, metrics: dict | None) -> None:
     write_json(os.path.join(out_dir, f"{name}_metrics.json"), {"task": task, "examples": examples, "metrics": metrics},
                indent=1)
@@ -74,7 +70,7 @@ def score_split(model, dataset, task: str, *, answers=None, batch_size: int = 12
     if task == "vcr":
         metrics = score_vcr(model, dataset, vcr_subtasks, out_dir=out_dir, name=name, batch_size=batch_size,
                             device=device, cast=cast, rationale_model=vcr_rationale_model)
-        if out_dir and _is_rank0():
+        if out_dir and _world()[0] == 0:
             _write_metrics(out_dir, name, task, dataset.questions, metrics)
         return metrics
     if task == "retrieval":

@@ -15,26 +15,22 @@ and the grounding: the text-only baseline.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from vlengine.batch import IGNORE_INDEX, VLBatch
-from vlengine.data.annotations import open_annotations
 from vlengine.data.loading import collate_items
 from vlengine.data.loading.collate import collate_regions
-from vlengine.data.loading.datasets import store_region_item
-from vlengine.data.store import open_store
 
-from .regions import image_region_item
+from .collate import pad_rows
+from .dataset_base import AnnotatedImageDataset
 from .vcr_text import NUM_CHOICES, vcr_sequences
 
 SUBTASKS = ("q_a", "qa_r")
 LABEL_OF = {"q_a": "answer_label", "qa_r": "rationale_label"}
 
 
-class VcrDataset:
+class VcrDataset(AnnotatedImageDataset):
     """``len`` = questions x sub-tasks; ``[key]`` -> an item (see the module doc); ``example_id(i)`` is the
     question's ``annot_id`` (with several sub-tasks: ``"<subtask>:<annot_id>"``)."""
 
@@ -43,28 +39,13 @@ class VcrDataset:
     def __init__(self, annotations, store, tokenizer, subtasks=SUBTASKS, given_answer: int | None = None,
                  max_text_len: int | None = 64, max_regions: int | None = None, with_image: bool = True,
                  image_transform=None):
-        self.annotations = open_annotations(annotations) if isinstance(annotations, (str, os.PathLike)) else annotations
-        if self.annotations.task != self.task:
-            raise ValueError(f"annotation set {self.annotations.path} holds task {self.annotations.task!r}, "
-                             f"this dataset reads 'vcr' (vlengine data convert --from vcr)")
         self.subtasks = tuple(subtasks)
         if not self.subtasks or any(s not in SUBTASKS for s in self.subtasks) or len(set(self.subtasks)) != len(self.subtasks):
             raise ValueError(f"VCR sub-tasks must be distinct values of {SUBTASKS}, got {subtasks!r}")
         if given_answer is not None and not 0 <= given_answer < NUM_CHOICES:
             raise ValueError(f"given_answer must be 0..{NUM_CHOICES - 1}, got {given_answer}")
-        if max_text_len is not None and max_text_len < 3:
-            raise ValueError(f"max_text_len must be >= 3 ([CLS] and two [SEP]), got {max_text_len}")
-        self.store = open_store(store) if isinstance(store, (str, os.PathLike)) else store
-        if with_image and image_transform is None and not self.store.has_features:
-            raise ValueError(f"store {self.store.path} has no region features: a raw-image store needs the "
-                             "visual front-end (model.visual)")
-        if image_transform is not None and not self.store.has_images:
-            raise ValueError(f"store {self.store.path} holds no images: model.visual reads a raw-image store "
-                             "(vlengine data convert --from vcr-images)")
-        self.tokenizer, self.given_answer = tokenizer, given_answer
-        self.max_text_len = 512 if max_text_len is None else max_text_len
-        self.max_regions, self.with_image, self.image_transform = max_regions, with_image, image_transform
-        self.image_index = self.annotations.image_indices(self.store)[:, 0]
+        super().__init__(annotations, store, tokenizer, max_text_len, max_regions, with_image, image_transform)
+        self.given_answer = given_answer
         self.questions = len(self.annotations)
 
     def variant(self, subtasks=None, given_answer: int | None = None) -> "VcrDataset":
@@ -91,38 +72,24 @@ class VcrDataset:
         return int(self.annotations[question].get(LABEL_OF[subtask], IGNORE_INDEX))
 
     def __getitem__(self, key) -> dict:
-        index = key[1] if isinstance(key, tuple) else key
-        if not 0 <= index < len(self):
-            raise IndexError(f"vcr example {index} out of range [0, {len(self)})")
-        subtask, question = self._split(int(index))
+        index = self._index(key)
+        subtask, question = self._split(index)
         record = self.annotations[question]
         if self.given_answer is not None:
             record = {**record, "given_answer": self.given_answer}
+        max_length = 512 if self.max_text_len is None else self.max_text_len
         choices = []
-        for pair in vcr_sequences(self.tokenizer, record, subtask, self.max_text_len):
+        for pair in vcr_sequences(self.tokenizer, record, subtask, max_length):
             row = {"input_ids": pair.ids, "word_ids": np.full(len(pair.ids), -1, np.int64),
                    "token_type_ids": pair.segment_ids,
                    "text_regions": pair.regions if self.with_image else np.full(len(pair.ids), -1, np.int64)}
             if not self.with_image:
                 row["text_only"] = True
             choices.append(row)
-        item = {"choices": choices, "label": int(record.get(LABEL_OF[subtask], IGNORE_INDEX)),
-                "example_index": int(index)}
+        item = {"choices": choices, "label": int(record.get(LABEL_OF[subtask], IGNORE_INDEX)), "example_index": index}
         if self.with_image:
-            item["image"] = self._image(question, record)
+            item["image"] = self._regions(self.image_index[question, 0])
         return item
-
-    def _image(self, question: int, record: dict) -> dict:
-        store_index = int(self.image_index[question])
-        if self.image_transform is not None:
-            return image_region_item(self.store, store_index, self.max_regions, self.image_transform)
-        return store_region_item(self.store, store_index, self.max_regions)
-
-def _pad(rows: list[np.ndarray], fill: int) -> torch.Tensor:
-    out = np.full((len(rows), max(len(r) for r in rows)), fill, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return torch.from_numpy(out)
 
 
 def collate_vcr(items: list[dict], pad_id: int = 0) -> VLBatch:
@@ -138,6 +105,6 @@ def collate_vcr(items: list[dict], pad_id: int = 0) -> VLBatch:
         raise ValueError("collate_vcr: some items have an image and some do not")
     extras = {"example_index": torch.tensor([it["example_index"] for it in items], dtype=torch.int64),
               "label": torch.tensor([it["label"] for it in items], dtype=torch.int64),
-              "text_regions": _pad([r["text_regions"] for r in rows], -1)}
-    return batch.replace(token_type_ids=_pad([r["token_type_ids"] for r in rows], 0), itm_label=None,
+              "text_regions": pad_rows([r["text_regions"] for r in rows], -1)}
+    return batch.replace(token_type_ids=pad_rows([r["token_type_ids"] for r in rows], 0), itm_label=None,
                          extras=extras, **collate_regions(images))
