@@ -213,3 +213,37 @@ def test_metric_averager_sums_on_the_device_and_skips_missing_values():
     assert means["loss"] == (1.5 + 2.0 + float(torch.tensor(0.1))) / 3      # as Python float sums would give
     averager.add({"acc": torch.tensor(float("nan"))})
     assert np.isnan(averager.pop()["acc"]) and averager.pop() == {}
+
+
+def test_lr_mult_groups_scale_the_named_parameters_and_the_schedule_keeps_the_ratio():
+    """train.lr_mult (VL-BERT's TRAIN.LR_MULT): the front-end's parameters at lr x 0.1, through the
+    warm-up / decay schedule; decay and no-decay kept apart; a key naming nothing is refused."""
+    from vlengine._config import ConfigError
+    from vlengine.training.engine import param_groups
+    from vlengine.training.schedule import build_lr_scheduler
+
+    model = torch.nn.ModuleDict({"visual": torch.nn.Linear(3, 4), "encoder": torch.nn.Linear(4, 2)})
+    model["visual"].bias.requires_grad_(False)
+    groups = param_groups(model, 0.01, lr=1e-3, lr_mult={"visual.": 0.1})
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    assert by_param[id(model["visual"].weight)]["lr"] == pytest.approx(1e-4)
+    assert by_param[id(model["visual"].weight)]["weight_decay"] == 0.01
+    assert by_param[id(model["encoder"].weight)]["lr"] == pytest.approx(1e-3)
+    assert by_param[id(model["encoder"].bias)]["weight_decay"] == 0.0
+    assert id(model["visual"].bias) not in by_param                 # frozen: in no group
+    assert groups[0]["lr"] == pytest.approx(1e-3)                   # the logged lr is the base rate's
+    optimizer = torch.optim.AdamW(groups, lr=1e-3)
+    schedule = build_lr_scheduler(optimizer, warmup_steps=2, total_steps=10)
+    for _ in range(4):
+        optimizer.step()
+        schedule.step()
+    rates = {g["lr_multiplier"]: g["lr"] for g in optimizer.param_groups}
+    assert rates[0.1] == pytest.approx(0.1 * rates[1.0]) and rates[1.0] > 0
+    assert len(param_groups(model, 0.01)) == 2 and "lr" not in param_groups(model, 0.01)[0]
+    with pytest.raises(ConfigError, match="'visaul.' is part of no trainable"):
+        param_groups(model, 0.01, lr=1e-3, lr_mult={"visaul.": 0.1})
+    for bad in (0, -1, "x", True):
+        with pytest.raises(ValueError, match="lr_mult"):
+            TrainSettings(lr_mult={"visual.": bad}).validate()
+    with pytest.raises(ValueError, match="processes"):
+        TrainSettings(processes=0).validate()

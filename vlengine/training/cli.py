@@ -8,6 +8,7 @@ examples:
   vlengine pretrain export RUN/checkpoints OUT.safetensors [--tag TAG]   fp32 weights of a checkpoint
 
 Paths in a config file are relative to the file; paths on the command line to the working directory.
+`train.processes: N` starts N ranks on this machine (CPU data parallel) without a launcher.
 Multi-GPU / multi-node: start the same command under DeepSpeed's launcher, e.g.
   deepspeed --hostfile hostfile train/pretrain.py --config train/configs/vlbert_base_v100_fp16.yaml
 """
@@ -135,6 +136,9 @@ def _pretrain(argv: list[str]) -> int:
     check_resume_target(cfg.train.output_dir, cfg.train.resume, cfg.to_dict())
     _require_deepspeed()
     _use_cpu_accelerator_without_gpu()
+    from .local_ranks import run_local_ranks, under_launcher
+    if cfg.train.processes > 1 and not under_launcher():
+        return run_local_ranks(cfg.train.processes, argv)
     from .run import run_pretraining
 
     start = time.time()

@@ -23,7 +23,7 @@ _NO_DECAY_SUFFIXES = ("bias",)
 _group_started = False  # set once this process has joined a process group (see exit_process)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -38,7 +38,7 @@ def init_distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         if "RANK" not in os.environ:  # plain `python` / `vlengine pretrain`: a group of one
             os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
-                               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
+                               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
         deepspeed.init_distributed(verbose=False)
     _group_started = True
     return dist.get_rank(), dist.get_world_size()
@@ -99,18 +99,37 @@ def load_deepspeed_config(source: dict | str) -> dict:
         raise ValueError(f"deepspeed config file {source!r} is not valid JSON: {err}") from err
 
 
-def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases and normalisation weights (BERT's rule)."""
-    decay, no_decay = [], []
+def param_groups(module: torch.nn.Module, weight_decay: float, lr: float | None = None,
+                 lr_mult: dict[str, float] | None = None) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation weights (BERT's rule).
+
+    ``lr_mult`` (VL-BERT's TRAIN.LR_MULT): a parameter whose name contains a key trains at
+    ``lr`` x that key's multiplier (the first key that matches, in order); the schedule then
+    scales every group's own rate. A key no trainable parameter matches is an error: a typo
+    must not leave the rates as they were."""
+    lr_mult = dict(lr_mult or {})
+    if lr_mult and lr is None:
+        raise ValueError("param_groups: lr_mult needs the peak lr")
+    groups: dict[tuple[float, bool], list] = {}
+    matched = set()
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        if name.endswith(_NO_DECAY_SUFFIXES) or p.ndim == 1:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        key = next((k for k in lr_mult if k in name), None)
+        matched.add(key)
+        decay = not (name.endswith(_NO_DECAY_SUFFIXES) or p.ndim == 1)
+        groups.setdefault((lr_mult[key] if key is not None else 1.0, decay), []).append(p)
+    unmatched = [k for k in lr_mult if k not in matched]
+    if unmatched:
+        from vlengine._config import ConfigError
+        raise ConfigError(f"train.lr_mult: {unmatched[0]!r} is part of no trainable parameter's name")
+    out = []
+    for (mult, decay), params in sorted(groups.items(), key=lambda item: (item[0][0] != 1.0, item[0][0], not item[0][1])):
+        group = {"params": params, "weight_decay": weight_decay if decay else 0.0}
+        if lr_mult:
+            group.update(lr=lr * mult, lr_multiplier=mult)
+        out.append(group)
+    return out
 
 
 def compute_dtype(ds_config: dict) -> torch.dtype:

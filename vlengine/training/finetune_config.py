@@ -141,11 +141,17 @@ class FinetuneConfig:
                               f"converted files), got {data.corpus!r}")
         ds_source = deepspeed_source(values, base_dir)
         notes = []
+        train = _train(values.get("train"), source, notes)
+        if train.processes != 1 or train.lr_mult:
+            # vlengine finetune neither starts ranks itself nor takes name-matched rates
+            raise ConfigError(f"{source}: train.processes and train.lr_mult are pretraining settings: start "
+                              "fine-tuning's ranks with a launcher (torchrun, deepspeed), and set the head's rate "
+                              "with task.head_lr_multiplier")
         return cls(task=from_mapping(FinetuneTask, values.get("task"), source, "task"),
                    init=resolve_path(init, base_dir),
                    model=ModelSection.from_mapping(values.get("model"), source, base_dir),
                    data=data, deepspeed=ds_source, deepspeed_config=read_deepspeed_config(ds_source, source),
-                   train=_train(values.get("train"), source, notes),
+                   train=train,
                    eval=from_mapping(FinetuneEval, values.get("eval"), source, "eval"), source=source, notes=notes)
 
     @classmethod

@@ -22,13 +22,13 @@ import torch.distributed as dist
 from vlengine._config import ConfigError
 
 from .checkpoint import export_fp32_safetensors, load_checkpoint, save_checkpoint, tag_for_step
-from .engine import build_engine, compute_dtype, loss_scale
+from .engine import build_engine, compute_dtype, loss_scale, param_groups
 from .monitor import Monitor
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .run_config import CONFIG_FILE, refuse_changed_settings, write_run_config
 from .settings import TrainSettings
 from .task_mixing import TaskMixer
-from .threads import rank_threads
+from .threads import use_rank_threads
 from .throughput import ThroughputMeter, model_flops, peak_flops, trainable_parameters
 
 
@@ -138,10 +138,10 @@ def train(module: torch.nn.Module, loader, ds_config: dict, settings: TrainSetti
     config), kept in every checkpoint so that `pretrain export` writes it too.
     `what` names the run in its first line ("pretraining", "fine-tuning").
     """
-    threads = rank_threads(settings.threads)   # ranks x threads <= cores (threads.py)
-    if threads:
-        torch.set_num_threads(threads)
+    use_rank_threads(settings.threads)   # ranks x threads <= cores (threads.py)
     seed_everything(settings.seed)
+    if groups is None and settings.lr_mult:
+        groups = param_groups(module, settings.weight_decay, settings.lr, settings.lr_mult)
     engine = build_engine(module, ds_config, lr=settings.lr, weight_decay=settings.weight_decay,
                           betas=settings.adam_betas, eps=settings.adam_eps,
                           warmup_steps=settings.warmup_steps, total_steps=settings.total_steps, groups=groups)

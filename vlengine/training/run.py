@@ -11,6 +11,7 @@ from .data_setup import make_train_loader, resolve_data
 from .engine import compute_dtype, init_distributed, load_deepspeed_config
 from .loop import TrainResult, train
 from .qa_data import load_questions
+from .threads import use_rank_threads
 from .main_eval import build_evaluator
 
 
@@ -26,6 +27,7 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     from .recipes import build_objective
 
     rank, world = init_distributed()
+    use_rank_threads(cfg.train.threads)   # before the model: the detector stage trains inside build_objective
     ds_config = load_deepspeed_config(cfg.deepspeed_config)  # read and checked with the config file
     micro = int(ds_config.get("train_micro_batch_size_per_gpu", 0))
     if micro <= 0:

@@ -14,7 +14,8 @@ import os
 from vlengine._config import ConfigError
 
 CONFIG_FILE = "config.yaml"
-FIXED_TRAIN_SETTINGS = ("seed", "total_steps", "warmup_steps", "lr", "weight_decay", "adam_betas", "adam_eps")
+FIXED_TRAIN_SETTINGS = ("seed", "total_steps", "warmup_steps", "lr", "weight_decay", "adam_betas", "adam_eps",
+                        "lr_mult")
 
 
 def changed_settings(saved: dict, current: dict) -> list[tuple[str, object, object]]:

@@ -29,6 +29,10 @@ class TrainSettings:
     threads: int | None = None       # torch intra-op threads per rank (None: OMP_NUM_THREADS if set, else
                                      # cores // ranks on this machine, threads.py). On a small, shared CPU
                                      # 1 avoids OpenMP spin-waiting when cores are oversubscribed
+    lr_mult: dict[str, float] | None = None  # VL-BERT's TRAIN.LR_MULT: {name part: multiplier}, e.g.
+                                     # {"model.visual.": 0.1} trains the visual front-end at lr x 0.1
+    processes: int = 1               # ranks the command starts on this machine when no launcher started it
+                                     # (CPU data parallel, local_ranks.py); under a launcher it decides
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainSettings":
@@ -51,6 +55,11 @@ class TrainSettings:
             raise ValueError(f"train.max_steps must be in (0, total_steps], got {self.max_steps}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        for key, mult in (self.lr_mult or {}).items():
+            if not isinstance(mult, (int, float)) or isinstance(mult, bool) or not mult > 0:
+                raise ValueError(f"train.lr_mult: the multiplier of {key!r} must be a positive number, got {mult!r}")
+        if self.processes < 1:
+            raise ValueError(f"train.processes must be >= 1, got {self.processes}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"train.threads must be >= 1, got {self.threads}")
         for name in ("log_every", "save_every", "eval_every", "keep_last"):

@@ -43,3 +43,14 @@ def rank_threads(configured: int | None, env: Mapping[str, str] | None = None, c
         return None
     cores = available_cores() if cores is None else cores
     return max(1, cores // local_ranks(env))
+
+
+def use_rank_threads(configured: int | None) -> None:
+    """Set this rank's intra-op threads (``rank_threads``) before it builds or trains anything: a
+    stage that runs before the loop (the tiny front-end's detector stage) must not start with one
+    thread per core in every rank either."""
+    import torch
+
+    threads = rank_threads(configured)
+    if threads:
+        torch.set_num_threads(threads)
