@@ -10,9 +10,9 @@ from .config import PretrainConfig
 from .data_setup import make_train_loader, resolve_data
 from .engine import compute_dtype, init_distributed, load_deepspeed_config
 from .loop import TrainResult, train
+from .main_eval import build_evaluator
 from .qa_data import load_questions
 from .threads import use_rank_threads
-from .main_eval import build_evaluator
 
 
 def model_config(cfg: PretrainConfig, tokenizer, manifest: dict):
