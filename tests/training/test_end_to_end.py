@@ -182,9 +182,8 @@ def _two_rank_zero2(corpus, out, cwd):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(DS_ACCELERATOR="cpu", PYTHONPATH=ROOT)
+    from train_launch import command_env
+
     sets = [f"data.corpus={corpus}", "deepspeed=" + os.path.join(ROOT, "train", "configs", "deepspeed",
                                                                  "cpu_gloo_zero2.json"),
             "train.total_steps=4", "train.warmup_steps=1", "train.log_every=1", "train.save_every=2",
@@ -196,7 +195,7 @@ def _two_rank_zero2(corpus, out, cwd):
            "--config", os.path.join(ROOT, "train", "configs", "main_job_e2e.yaml")]
     for item in sets:
         cmd += ["--set", item]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd, env=command_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 rank(s)" in proc.stdout and "ZeRO stage 2" in proc.stdout
     import json

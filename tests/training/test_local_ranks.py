@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from train_launch import ROOT, command_env
 from vlengine.training.local_ranks import _wait, rank_environments, under_launcher
 
 
@@ -45,9 +46,8 @@ def test_a_rank_killed_by_a_signal_reads_as_a_shell_would():
 
 
 def test_processes_below_one_is_a_one_line_error(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run([sys.executable, "-m", "vlengine.cli", "pretrain", "--set", "train.processes=0",
-                           "--print-config"], cwd=root, capture_output=True, text=True, timeout=120)
+                           "--print-config"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "train.processes must be >= 1" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -55,9 +55,8 @@ def test_processes_below_one_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize("setting", ["train.processes=2", "train.lr_mult={backbone.: 0.1}"])
 def test_fine_tuning_refuses_the_pretraining_only_settings(setting):
     """vlengine finetune would otherwise ignore them silently."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run([sys.executable, "-m", "vlengine.cli", "finetune", "--task", "vqa", "--set", setting,
-                           "--print-config"], cwd=root, capture_output=True, text=True, timeout=120)
+                           "--print-config"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "are pretraining settings" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -68,18 +67,14 @@ def test_sigint_stops_both_ranks_and_says_how_to_resume(tmp_path, target):
     terminal), every rank stops once, without a second SIGINT inside its handler."""
     from vlengine.data import build_embedded_corpus
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     corpus = build_embedded_corpus(str(tmp_path / "c"), seed=3, num_train=48, num_heldout=24, num_text_documents=4)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(DS_ACCELERATOR="cpu", PYTHONPATH=root, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "vlengine.cli", "pretrain", "--output-dir", str(tmp_path / "run")]
     for item in (f"data.corpus={corpus}", "train.processes=2", "train.total_steps=100000", "train.log_every=1",
                  "train.progress=false", "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2",
                  "model.intermediate_size=64", "deepspeed.train_micro_batch_size_per_gpu=4",
                  "data.text_batch_size=2"):
         cmd += ["--set", item]
-    proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=command_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     seen = []
     try:

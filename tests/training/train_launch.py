@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+
+from vlengine.training.engine import free_port  # noqa: F401 (the tests' launches take the engine's)
 
 TINY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(TINY)))
 
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def command_env(**extra: str) -> dict:
+    """This environment without a launcher's variables (the command starts its own ranks), DeepSpeed on
+    the CPU, importing the checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    env.update(DS_ACCELERATOR="cpu", PYTHONPATH=ROOT, **extra)
+    return env
 
 
 def ds_config(stage: int, micro_batch: int, accumulation: int = 1, world: int = 1, **extra) -> dict:

@@ -124,6 +124,7 @@ def param_groups(module: torch.nn.Module, weight_decay: float, lr: float | None 
         from vlengine._config import ConfigError
         raise ConfigError(f"train.lr_mult: {unmatched[0]!r} is part of no trainable parameter's name")
     out = []
+    # the base rate's groups first: the log line reports the first group's lr; decay before no decay
     for (mult, decay), params in sorted(groups.items(), key=lambda item: (item[0][0] != 1.0, item[0][0], not item[0][1])):
         group = {"params": params, "weight_decay": weight_decay if decay else 0.0}
         if lr_mult:
