@@ -62,12 +62,13 @@ def test_freezing_options():
     assert all(p.requires_grad for p in trainable.parameters())
 
 
-def _tiny_frontend(mask_mode):
-    """A cheap stride-16 trunk and head: the front-end takes any such modules."""
+def _tiny_frontend(mask_mode, feature_mask_margin=0):
+    """A cheap stride-16 trunk (each cell sees its own 16 x 16 pixels only) and head: the front-end takes
+    any such modules."""
     torch.manual_seed(0)
     trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 16, stride=16), torch.nn.ReLU())
     head = torch.nn.Sequential(torch.nn.Conv2d(8, 32, 3, padding=1), torch.nn.ReLU())
-    return VisualFrontEnd(trunk, head, mask_mode=mask_mode)
+    return VisualFrontEnd(trunk, head, mask_mode=mask_mode, feature_mask_margin=feature_mask_margin)
 
 
 def _image_batch(gen):
@@ -106,6 +107,39 @@ def test_feature_map_masking_zeroes_cells_on_c4(rng):
     assert (whole - whole_none).abs().max() > 0 and torch.isfinite(out).all()
 
 
+def test_feature_mask_margin_hides_the_ring_of_cells_around_a_masked_box(rng):
+    """Box (5, 5, 40, 30) covers C4 cells x 0..2, y 0..1; one cell of margin adds x 3 and y 2. Pixels of
+    cell (y 2, x 3) then reach no feature (the whole image and the overlapping RoI read it without)."""
+    images, boxes, valid, masked, size = _image_batch(rng)
+    changed = images.clone()
+    changed[0, :, 32:48, 48:64] = torch.randn(3, 16, 16, generator=rng)
+    for margin, hidden in ((0, False), (1, True)):
+        fe = _tiny_frontend("feature_map", feature_mask_margin=margin)
+        out, whole = fe(images, boxes, valid, masked, size)
+        out_changed, whole_changed = fe(changed, boxes, valid, masked, size)
+        same = torch.equal(out, out_changed) and torch.equal(whole, whole_changed)
+        assert same == hidden, f"margin {margin}"
+    # the margin is only for the C4-map mode: the other modes ignore it, a negative one is refused
+    torch.testing.assert_close(_tiny_frontend("pixels", 2)(images, boxes, valid, masked, size)[1],
+                               _tiny_frontend("pixels")(images, boxes, valid, masked, size)[1])
+    with pytest.raises(ValueError, match="feature_mask_margin"):
+        _tiny_frontend("feature_map", -1)
+
+
+def test_tiny_trunk_strides():
+    """Stride 16 is VL-BERT's C4; stride 8 leaves res4 unstrided, with the same parameters."""
+    from vlengine.models.visual import TinyC4, tiny_c4_frontend
+
+    images = torch.randn(2, 3, 64, 96)
+    assert TinyC4(4)(images).shape == (2, 16, 4, 6)
+    assert TinyC4(4, stride=8)(images).shape == (2, 16, 8, 12)
+    coarse, fine = tiny_c4_frontend(4, 16), tiny_c4_frontend(4, 16, stride=8)
+    assert (coarse.spatial_scale, fine.spatial_scale) == (1 / 16, 1 / 8)
+    assert {k: v.shape for k, v in coarse.state_dict().items()} == {k: v.shape for k, v in fine.state_dict().items()}
+    with pytest.raises(ValueError, match="stride must be one of"):
+        TinyC4(4, stride=4)
+
+
 def test_frontend_bad_input(rng):
     images, boxes, valid, masked, size = _image_batch(rng)
     fe = _tiny_frontend("pixels")
@@ -132,3 +166,23 @@ def test_vlbert_end_to_end_on_images(make_batch, rng):
     assert frontend.trunk.conv1.weight.grad is None                      # stem frozen
     with pytest.raises(ValueError, match="without a visual front-end"):
         VLBert(config)(batch)
+
+
+def test_computed_masked_region_embedding_keeps_the_front_ends_features(make_batch, rng):
+    """VL-BERT's released end-to-end rule: with raw pixels masked no learned vector replaces the masked RoI;
+    it keeps what the front-end computed from the masked image. Without a front-end it is refused."""
+    config = VLConfig.tiny(region_feature_size=32, masked_region_embedding="computed")
+    model = VLBert(config, visual=_tiny_frontend("pixels")).eval()
+    assert not any("mask_region" in name for name, _ in model.named_parameters())
+    batch = make_batch(config, batch=2, regions=3)
+    images, boxes, valid, masked, size = _image_batch(rng)
+    batch = batch.replace(region_features=None, images=images, region_boxes=boxes, region_valid=valid,
+                          region_masked=masked, image_size=size)
+    features, _ = model.visual(images, boxes, valid, masked, size)
+    embedded = model.region_projection(features, boxes, size)
+    seen = []
+    model.visual_ln_region.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    model(batch)
+    torch.testing.assert_close(seen[0][masked], embedded[masked])
+    with pytest.raises(ValueError, match="'computed' .* no front-end"):
+        VLBert(config)

@@ -80,6 +80,12 @@ def test_raw_image_mode_on_a_store_without_images_says_so(tmp_path):
     ({"model": {**TINY_E2E_MODEL, "visual": {"trunk": "resnet50", "weights": "corpus"}}}, "pretrains the tiny trunk"),
     ({"model": {**TINY_E2E_MODEL, "visual": {**TINY_E2E_MODEL["visual"], "pretrain_steps": 0}}}, "pretrain_steps"),
     ({"data": {"image_min_size": 64}}, "min_size <= max_size"),
+    ({"model": {**TINY_E2E_MODEL, "visual": {**TINY_E2E_MODEL["visual"], "stride": 4}}}, "stride must be one of"),
+    ({"model": {**TINY_E2E_MODEL, "visual": {"trunk": "resnet50", "stride": 8}}}, r"stride must be one of \(16,\)"),
+    ({"model": {**TINY_E2E_MODEL, "visual": {**TINY_E2E_MODEL["visual"], "feature_mask_margin": -1}}},
+     "feature_mask_margin"),
+    ({"model": {**{k: v for k, v in TINY_E2E_MODEL.items() if k != "visual"}, "masked_region_embedding": "computed"},
+      "data": {"images": False}}, "'computed' keeps .* precomputed features would show"),
 ])
 def test_end_to_end_settings_are_checked_when_read(corpus, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -162,6 +168,9 @@ def test_the_tiny_trunks_detector_stage_is_built_once_beside_the_corpus_and_load
         load_tiny_frontend(tiny_c4_frontend(8, 32), path)
     with pytest.raises(ConfigError, match="embedded-layout corpus"):
         cfg.model.visual.build(str(tmp_path), seed=0)
+    # the stride-8 trunk has the same tensors: its stage is kept under its own name, never mixed up
+    assert frontend_cache_path(corpus, 4, 16, 3, 0, stride=16) == path
+    assert "-stride8-" in frontend_cache_path(corpus, 4, 16, 3, 0, stride=8)
 
 
 def test_tiny_end_to_end_run_reports_the_masking_leak(corpus, tmp_path):
@@ -190,7 +199,7 @@ def _two_rank_zero2(corpus, out, cwd):
             f"train.output_dir={out}", "eval.captions=16", "eval.retrieval_images=0",
             "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
             "model.visual.width=4", "model.visual.out_features=16",
-            "model.visual.pretrain_steps=5"]   # the detector stage, short: both ranks build the same file
+            "model.visual.pretrain_steps=5"]   # the detector stage, short: rank 0 builds it, rank 1 waits
     cmd = [sys.executable, "-m", "vlengine.cli", "pretrain",
            "--config", os.path.join(ROOT, "train", "configs", "main_job_e2e.yaml")]
     for item in sets:

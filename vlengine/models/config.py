@@ -17,7 +17,10 @@ from ..atomic import write_json
 _ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 _ATTENTION = ("sdpa", "eager")
 PRESETS = ("base", "large", "tiny")
-MASKED_REGION_EMBEDDINGS = ("appearance", "visual")
+# "computed": no learned vector; a masked RoI keeps the features the end-to-end front-end computed from
+# the masked input (VL-BERT's released end-to-end pretraining: with MASK_RAW_PIXELS it passes no
+# object_mask_visual_embedding to its Fast R-CNN, which uses one only when raw pixels are not masked).
+MASKED_REGION_EMBEDDINGS = ("appearance", "visual", "computed")
 # The 4-d box vector VL-BERT embeds. The paper (seed 001, sec. 3.2) writes the corners,
 # (x_LT/W, y_LT/H, x_RB/W, y_RB/H); the released code embeds the centre and the size.
 BOX_FORMS = ("centre_size", "corners")
@@ -50,7 +53,8 @@ class VLConfig:
     # VL-BERT, paper vs released code (both kept; see train/README.md, "Paper and released code"):
     box_geometry: str = "centre_size"      # the embedded box vector: "centre_size" (code) or "corners" (paper 3.2)
     masked_region_embedding: str = "appearance"  # a masked RoI: its 2048-d appearance replaced, geometry kept
-    #                                      (code), or its whole visual feature embedding replaced ("visual", 3.3)
+    #                                      (code), its whole visual feature embedding replaced ("visual", 3.3),
+    #                                      or nothing replaced ("computed": end to end only, the front-end hides it)
     visual_dropout: float = 0.1            # VL-BERT: Dropout before Linear(4096, hidden)
     # VL-BERT's released code adds the visual term through a LayerNorm whose
     # weight starts at 0, so the untrained model is exactly the text BERT.

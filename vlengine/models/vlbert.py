@@ -31,7 +31,8 @@ class VLBert(nn.Module):
     released code, so the untrained model equals its text BERT). Masked regions
     (``batch.region_masked``) get a learned appearance vector (or, with
     ``config.masked_region_embedding="visual"``, the paper's form: a learned vector
-    in place of their whole visual feature embedding); text-only rows get
+    in place of their whole visual feature embedding; with ``"computed"``, end to end only,
+    nothing: the front-end's features of the masked input); text-only rows get
     a learned visual embedding and no regions and no [END].
 
     Args:
@@ -55,8 +56,14 @@ class VLBert(nn.Module):
         # released-form checkpoint keeps its keys and no parameter goes without a gradient.
         if config.masked_region_embedding == "visual":
             self.mask_region_embedding = nn.Parameter(torch.empty(h))
-        else:
+        elif config.masked_region_embedding == "appearance":
             self.mask_region_feature = nn.Parameter(torch.empty(config.region_feature_size))
+        elif visual is None:
+            # Precomputed features were computed from the unmasked image: kept, they would hand the
+            # masked RoI's content to the model.
+            raise ValueError("VLConfig.masked_region_embedding 'computed' keeps a masked RoI's features as the "
+                             "end-to-end front-end computed them from the masked input; this model has no front-end "
+                             "(use 'appearance' or 'visual' with precomputed region features)")
         self.text_only_visual = nn.Parameter(torch.empty(h))
         self.encoder = Encoder(config, config.num_layers)
         self.pooler = Pooler(h)
@@ -71,16 +78,19 @@ class VLBert(nn.Module):
         init_bert_weights(self.encoder, std)
         init_bert_weights(self.pooler, std)
         for p in (self.region_token, self.end_token, self._mask_vector(), self.text_only_visual):
-            nn.init.normal_(p, 0.0, std)
+            if p is not None:
+                nn.init.normal_(p, 0.0, std)
         for ln in (self.visual_ln_text, self.visual_ln_region):
             nn.init.constant_(ln.weight, self.config.visual_ln_init)
             nn.init.zeros_(ln.bias)
 
-    def _mask_vector(self) -> nn.Parameter:
-        """The learned vector a masked RoI gets (its appearance, or its whole visual feature embedding)."""
+    def _mask_vector(self) -> nn.Parameter | None:
+        """The learned vector a masked RoI gets (its appearance, or its whole visual feature embedding; None: none)."""
         if self.config.masked_region_embedding == "visual":
             return self.mask_region_embedding
-        return self.mask_region_feature
+        if self.config.masked_region_embedding == "appearance":
+            return self.mask_region_feature
+        return None
 
     # ---- inputs ----
     def _region_features(self, batch: VLBatch):
@@ -130,9 +140,11 @@ class VLBert(nn.Module):
             if cfg.masked_region_embedding == "visual":
                 visual = self.region_projection(features, batch.region_boxes, image_size)
                 visual = torch.where(masked.unsqueeze(-1), self.mask_region_embedding.to(visual.dtype), visual)
-            else:
+            elif cfg.masked_region_embedding == "appearance":
                 appearance = torch.where(masked.unsqueeze(-1), self.mask_region_feature.to(features.dtype), features)
                 visual = self.region_projection(appearance, batch.region_boxes, image_size)
+            else:   # "computed": the front-end hid the masked RoI (its mask_mode) or, with mask_mode none, did not
+                visual = self.region_projection(features, batch.region_boxes, image_size)
             regions = self.visual_ln_region(visual)
             region_pos = self.embeddings.position_embeddings(text_len).unsqueeze(1)   # one position for all
             segment_c = self.embeddings.token_type_embeddings.weight[SEGMENT_C]

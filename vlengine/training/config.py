@@ -194,6 +194,10 @@ def _check_across_sections(cfg: PretrainConfig, source: str) -> None:
         raise ConfigError(f"{source}: end-to-end training needs both model.visual (the front-end) and data.images: "
                           f"true (raw images in the batches); got model.visual "
                           f"{'set' if cfg.model.visual is not None else 'unset'}, data.images {cfg.data.images}")
+    if cfg.model.settings.get("masked_region_embedding") == "computed" and cfg.model.visual is None:
+        raise ConfigError(f"{source}: model.masked_region_embedding 'computed' keeps a masked RoI's features as the "
+                          f"end-to-end front-end computed them from the masked input; precomputed features would show "
+                          f"the masked RoI (set model.visual, or use 'appearance' or 'visual')")
     if cfg.model.visual is not None and cfg.recipe != "vlbert":
         raise ConfigError(f"{source}: model.visual (end to end from raw images) is built for recipe vlbert, "
                           f"not {cfg.recipe}")

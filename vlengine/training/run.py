@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -12,7 +13,7 @@ from .engine import compute_dtype, init_distributed, load_deepspeed_config
 from .loop import TrainResult, train
 from .main_eval import build_evaluator
 from .qa_data import load_questions
-from .threads import use_rank_threads
+from .threads import available_cores, local_ranks, rank_threads, use_rank_threads
 
 
 def model_config(cfg: PretrainConfig, tokenizer, manifest: dict):
@@ -42,6 +43,7 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     if questions is not None and rank == 0:
         log(f"image QA: {len(questions.dataset)} questions, {questions.num_answers} answer classes, "
             f"{cfg.data.qa_ratio:g} question batch(es) per caption batch")
+    _detector_stage_on_rank_zero(cfg, paths.root, rank, world, log)
     objective, mixer = build_objective(cfg, model_config(cfg, tokenizer, paths.manifest), tokenizer,
                                        num_answers=questions.num_answers if questions is not None else None,
                                        corpus_dir=paths.root, log=log if rank == 0 else None)
@@ -63,6 +65,30 @@ def run_pretraining(cfg: PretrainConfig, log=print) -> TrainResult:
     return train(objective, loader, ds_config, cfg.train, mixer, evaluate, run_config=cfg.to_dict(),
                  export_metadata=export_metadata(objective.model, paths.vocab, recipe=cfg.recipe,
                                                  visual=cfg.model.visual))
+
+
+def _detector_stage_on_rank_zero(cfg: PretrainConfig, corpus_dir, rank: int, world: int, log) -> None:
+    """The tiny trunk's detector stage (model.visual.weights: corpus), built once by rank 0 with the cores
+    of every rank on its machine while the others wait; each then reads the kept file. Built by every
+    rank, each would train the same file with its own share of the cores: twice the wall time on 2 ranks."""
+    import torch.distributed as dist
+
+    from .frontend_pretraining import ensure_corpus_frontend, frontend_cache_path
+    from .visual_section import CORPUS_WEIGHTS
+
+    visual = cfg.model.visual
+    if world == 1 or visual is None or visual.weights != CORPUS_WEIGHTS or corpus_dir is None:
+        return   # decided from the config alone: every rank meets the barrier below, or none does
+    args = (corpus_dir, visual.width, visual.out_features, visual.pretrain_steps, cfg.train.seed)
+    if rank == 0 and os.path.isfile(os.path.join(corpus_dir, "MANIFEST.json")) and \
+            not os.path.isfile(frontend_cache_path(*args, stride=visual.stride)):   # else: kept, or build refuses
+        share = rank_threads(cfg.train.threads) or torch.get_num_threads()
+        torch.set_num_threads(min(available_cores(), share * local_ranks(os.environ)))
+        try:
+            ensure_corpus_frontend(*args, log=log, stride=visual.stride)
+        finally:
+            use_rank_threads(cfg.train.threads)
+    dist.barrier()   # ranks of other machines without the file build their own copy (the same seed)
 
 
 def export_metadata(backbone, vocab_path: str, prefix: str = "model.", visual=None, **fields) -> dict[str, str]:

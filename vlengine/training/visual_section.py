@@ -42,6 +42,10 @@ class VisualSection:
     frozen_bn: bool = True              # ... and BatchNorm frozen (1-2 images per GPU: batch statistics are noise)
     width: int = 16                     # tiny trunk: channels of the stem (res4 has 4x)
     out_features: int = 64              # tiny head: region feature size (= 4 * width: identity shortcut)
+    feature_mask_margin: int = 0        # mask_mode features: masked boxes grow by this many map cells (the
+                                        # cells around a box saw the object: VisualFrontEnd)
+    stride: int = 16                    # the C4 map's stride: 16 (VL-BERT); tiny also 8 (res4 unstrided, for
+                                        # small images: TinyC4 says why)
 
     def __post_init__(self):
         if self.pretrain_steps < 1:
@@ -53,6 +57,12 @@ class VisualSection:
             if self.width < 1 or self.out_features < 1:
                 raise ValueError(f"model.visual: width and out_features must be >= 1, got {self.width}, "
                                  f"{self.out_features}")
+        if self.feature_mask_margin < 0:
+            raise ValueError(f"model.visual.feature_mask_margin must be >= 0 cells, got {self.feature_mask_margin}")
+        from vlengine.models.visual import TinyC4
+        strides = TinyC4.STRIDES if self.trunk == "tiny" else (16,)
+        if self.stride not in strides:
+            raise ValueError(f"model.visual.stride must be one of {strides} for the {self.trunk} trunk, got {self.stride}")
 
     @property
     def feature_size(self) -> int:
@@ -70,9 +80,10 @@ class VisualSection:
         from vlengine.models.visual import load_tiny_frontend, resnet_c4_frontend, tiny_c4_frontend
 
         mode = FRONTEND_MASK_MODES[self.mask_mode]
-        freezing = {"freeze_stem": self.freeze_stem, "freeze_res2": self.freeze_res2, "frozen_bn": self.frozen_bn}
+        common = {"freeze_stem": self.freeze_stem, "freeze_res2": self.freeze_res2, "frozen_bn": self.frozen_bn,
+                  "feature_mask_margin": self.feature_mask_margin}
         if self.trunk == "tiny":
-            frontend = tiny_c4_frontend(self.width, self.out_features, mask_mode=mode, **freezing)
+            frontend = tiny_c4_frontend(self.width, self.out_features, mask_mode=mode, stride=self.stride, **common)
             weights = self.weights
             if weights == CORPUS_WEIGHTS:
                 from .frontend_pretraining import ensure_corpus_frontend
@@ -80,11 +91,11 @@ class VisualSection:
                     raise ConfigError(f"model.visual.weights {CORPUS_WEIGHTS!r} trains the tiny trunk on an "
                                       f"embedded-layout corpus folder; {corpus_dir!r} is not one")
                 weights = ensure_corpus_frontend(corpus_dir, self.width, self.out_features, self.pretrain_steps,
-                                                 seed, log=log)
+                                                 seed, log=log, stride=self.stride)
             if weights is not None:
                 load_tiny_frontend(frontend, weights)
             return frontend
-        return resnet_c4_frontend(int(self.trunk[len("resnet"):]), self.weights, mask_mode=mode, **freezing)
+        return resnet_c4_frontend(int(self.trunk[len("resnet"):]), self.weights, mask_mode=mode, **common)
 
     def export_entry(self) -> str:
         """The header entry (``EXPORT_KEY``) of an export whose backbone has this front-end: its

@@ -7,23 +7,25 @@ from .tiny import TinyC4, TinyHead
 
 
 def resnet_c4_frontend(depth: int = 101, weights=None, freeze_stem: bool = True, freeze_res2: bool = True,
-                       frozen_bn: bool = True, mask_mode: str = "pixels") -> VisualFrontEnd:
+                       frozen_bn: bool = True, mask_mode: str = "pixels", feature_mask_margin: int = 0) -> VisualFrontEnd:
     """VL-BERT's front-end: ResNet-``depth`` C4 + res5 (dilation 2) head, weights from a torchvision state dict."""
     trunk = ResNetC4(depth, freeze_stem, freeze_res2, frozen_bn)
     head = Res5Head(depth, dilation=2, frozen_bn=frozen_bn)
     if weights is not None:
         load_torchvision_resnet(trunk, head, weights)
     return VisualFrontEnd(trunk, head, stride=16, output_size=14, sampling_ratio=1, aligned=False,
-                          mask_mode=mask_mode)
+                          mask_mode=mask_mode, feature_mask_margin=feature_mask_margin)
 
 
 def tiny_c4_frontend(width: int = 16, out_features: int = 64, freeze_stem: bool = True, freeze_res2: bool = True,
-                     frozen_bn: bool = True, mask_mode: str = "pixels") -> VisualFrontEnd:
-    """The CPU-sized front-end (tiny.py): VL-BERT's stride, RoIAlign 14 x 14 and freezing on a small trunk."""
-    trunk = TinyC4(width, freeze_stem, freeze_res2, frozen_bn)
+                     frozen_bn: bool = True, mask_mode: str = "pixels", stride: int = 16,
+                     feature_mask_margin: int = 0) -> VisualFrontEnd:
+    """The CPU-sized front-end (tiny.py): VL-BERT's RoIAlign 14 x 14 and freezing on a small trunk of
+    stride 16 (VL-BERT's) or 8."""
+    trunk = TinyC4(width, freeze_stem, freeze_res2, frozen_bn, stride)
     head = TinyHead(trunk.out_channels, out_features, frozen_bn)
-    return VisualFrontEnd(trunk, head, stride=16, output_size=14, sampling_ratio=1, aligned=False,
-                          mask_mode=mask_mode)
+    return VisualFrontEnd(trunk, head, stride=trunk.stride, output_size=14, sampling_ratio=1, aligned=False,
+                          mask_mode=mask_mode, feature_mask_margin=feature_mask_margin)
 
 
 def load_tiny_frontend(frontend: VisualFrontEnd, weights) -> None:

@@ -32,6 +32,10 @@ class VisualFrontEnd(nn.Module):
             ``vlengine.ops.mask_pixels`` call), "feature_map" (cheaper: masked boxes zeroed on the
             C4 map inside ``roi_align_masked``), "none", or "pixels_python" (the per-box loop baseline).
         fill: the pixel value of masked boxes (0 = the mean pixel after normalisation).
+        feature_mask_margin: "feature_map" only: the masked boxes grow by this many cells of the map
+            on every side before their cells are zeroed. A cell beside a box saw the object through
+            the trunk's receptive field, and the whole-image RoI and overlapping RoIs read it; a margin
+            of one or two cells removes most of that (train/README.md, "End to end", has the leak).
 
     ``forward(images, boxes, valid, masked, image_size)`` returns (region features
     [B, R, F] (zeros at invalid regions), whole-image features [B, F]). The whole-image
@@ -39,10 +43,15 @@ class VisualFrontEnd(nn.Module):
     """
 
     def __init__(self, trunk: nn.Module, head: nn.Module, stride: int = 16, output_size: int = 14,
-                 sampling_ratio: int = 1, aligned: bool = False, mask_mode: str = "pixels", fill: float = 0.0):
+                 sampling_ratio: int = 1, aligned: bool = False, mask_mode: str = "pixels", fill: float = 0.0,
+                 feature_mask_margin: int = 0):
         super().__init__()
         if mask_mode not in MASK_MODES:
             raise ValueError(f"VisualFrontEnd: mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
+        if feature_mask_margin < 0:
+            raise ValueError(f"VisualFrontEnd: feature_mask_margin must be >= 0 cells, got {feature_mask_margin}")
+        self.feature_mask_margin = int(feature_mask_margin)
+        self.stride = stride
         self.trunk, self.head = trunk, head
         self.spatial_scale = 1.0 / stride
         self.output_size = output_size
@@ -93,7 +102,7 @@ class VisualFrontEnd(nn.Module):
         whole_rois = torch.cat((torch.arange(b, dtype=boxes.dtype, device=boxes.device).unsqueeze(1),
                                 whole.expand(b, 4)), dim=1)
         rois = torch.cat((all_rois[valid], whole_rois))
-        feature_masks = masked_rois if self.mask_mode == "feature_map" else masked_rois[:0]
+        feature_masks = self._grown(masked_rois, upper) if self.mask_mode == "feature_map" else masked_rois[:0]
         pooled = roi_align_masked(feature_map, rois.to(feature_map.dtype), feature_masks.to(feature_map.dtype),
                                   self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
         features = self.head(pooled)
@@ -103,3 +112,11 @@ class VisualFrontEnd(nn.Module):
         out = features.new_zeros((b, boxes.shape[1], features.shape[-1]))
         out[valid] = features[:num_regions]
         return out, features[num_regions:]
+
+    def _grown(self, rois: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """``rois`` [M, 5] with each box grown by ``feature_mask_margin`` cells (clamped to the image)."""
+        if self.feature_mask_margin == 0:
+            return rois
+        pad = float(self.feature_mask_margin * self.stride)
+        boxes = torch.minimum((rois[:, 1:] + rois.new_tensor([-pad, -pad, pad, pad])).clamp_min(0), upper)
+        return torch.cat((rois[:, :1], boxes), dim=1)

@@ -41,21 +41,33 @@ class BasicBlock(nn.Module):
 
 
 class TinyC4(nn.Module):
-    """[N, 3, H, W] -> [N, 4 * width, H/16, W/16]: stem (stride 2), res2..res4 (one basic block each, stride 2)."""
+    """[N, 3, H, W] -> [N, 4 * width, H/stride, W/stride]: stem (stride 2), res2..res4 (one basic block each).
 
-    stride = 16
+    ``stride`` 16 is VL-BERT's C4 (res2..res4 each stride 2). 8 leaves res4 unstrided: the same
+    weights on a map twice as fine, for small images. VL-BERT resizes images to a short side of
+    600, where an object spans several C4 cells; on the embedded corpus's 128-pixel images a small
+    object (14-20 pixels) covers one or two cells at stride 16, and its shape is mostly lost
+    (train/README.md, "End to end"). Stride 8 is what a 2x upscaled image gives at stride 16, for
+    about a quarter of the trunk's cost.
+    """
 
-    def __init__(self, width: int = 16, freeze_stem: bool = True, freeze_res2: bool = True, frozen_bn: bool = True):
+    STRIDES = (8, 16)
+
+    def __init__(self, width: int = 16, freeze_stem: bool = True, freeze_res2: bool = True, frozen_bn: bool = True,
+                 stride: int = 16):
         super().__init__()
         if width < 1:
             raise ValueError(f"TinyC4: width must be >= 1, got {width}")
+        if stride not in self.STRIDES:
+            raise ValueError(f"TinyC4: stride must be one of {self.STRIDES}, got {stride}")
+        self.stride = stride
         self.out_channels = 4 * width
         self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False)
         self.bn1 = _norm(width, frozen_bn)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = BasicBlock(width, width, 2, frozen_bn)          # res2, stride 4
         self.layer2 = BasicBlock(width, 2 * width, 2, frozen_bn)      # res3, stride 8
-        self.layer3 = BasicBlock(2 * width, 4 * width, 2, frozen_bn)  # res4, stride 16
+        self.layer3 = BasicBlock(2 * width, 4 * width, stride // 8, frozen_bn)  # res4, stride 16 (or 8)
         _kaiming(self)
         freeze_early_stages(self, freeze_stem, freeze_res2)
 
