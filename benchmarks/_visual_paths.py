@@ -51,10 +51,17 @@ class CompositionFrontEnd(VisualFrontEnd):
         return out, features[num_regions:]
 
 
+TRUNKS = {
+    "resnet101": lambda mode: resnet_c4_frontend(101, mask_mode=mode),                      # VL-BERT's
+    "tiny": lambda mode: tiny_c4_frontend(mask_mode=mode),                                  # stride 16
+    # main_job_e2e.yaml's: stride 8, and a one-cell ring around the masked boxes on the C4 map
+    "tiny8": lambda mode: tiny_c4_frontend(mask_mode=mode, stride=8, feature_mask_margin=1),
+}
+
+
 def build_frontend(trunk: str, mask_mode: str):
-    """The front-end of one benchmark path: ``trunk`` resnet101 (VL-BERT's) or tiny (the CPU main job's)."""
-    make = (lambda mode: tiny_c4_frontend(mask_mode=mode)) if trunk == "tiny" else \
-        (lambda mode: resnet_c4_frontend(101, mask_mode=mode))
+    """The front-end of one benchmark path, ``trunk`` one of ``TRUNKS``."""
+    make = TRUNKS[trunk]
     if mask_mode != "composition":
         return make(mask_mode)
     fused = make("none")

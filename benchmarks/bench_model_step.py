@@ -25,7 +25,7 @@ load drift on a shared machine hits them alike; peak memory is measured per path
     python benchmarks/bench_model_step.py --device cuda --precision fp16   # fp16 autocast (the V100 path)
     python benchmarks/bench_model_step.py --end-to-end --paths pixels,features,composition   # masking paths
     python benchmarks/bench_model_step.py --end-to-end --paths pixels,features,composition --sizes tiny \
-        --trunk tiny --image-size 128,128 --batch 32                 # the CPU main job's end-to-end shapes
+        --trunk tiny8 --image-size 128,128 --batch 32                # the CPU main job's end-to-end shapes
 
 End-to-end paths (``--end-to-end``; model/visual/frontend.py and _visual_paths.py): ``pixels`` (one
 batched mask_pixels call), ``features`` (masking on the C4 map in roi_align_masked), ``composition``
@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import RESULTS_DIR, append_records, device_name, git_revision, peak_memory, time_fn  # noqa: E402
-from _visual_paths import build_frontend  # noqa: E402
+from _visual_paths import TRUNKS, build_frontend  # noqa: E402
 
 from vlengine.batch import IGNORE_INDEX, VLBatch  # noqa: E402
 from vlengine.models import VLBert, VLConfig  # noqa: E402
@@ -121,7 +121,7 @@ def build(size: str, path: str, batch_size: int, device: str, end_to_end: bool, 
     visual = None
     if end_to_end:
         visual = build_frontend(trunk, settings["mask_mode"])
-        if trunk == "tiny":
+        if trunk.startswith("tiny"):
             config = dataclasses.replace(config, region_feature_size=visual.head.out_channels)
     elif path in END_TO_END_PATHS:
         raise SystemExit(f"path {path!r} is an end-to-end path: add --end-to-end")
@@ -211,9 +211,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--end-to-end", action="store_true", help="raw images through ResNet-101 C4 + res5")
     parser.add_argument("--image-size", default="384,512", help="H,W in end-to-end mode")
-    parser.add_argument("--trunk", default="resnet101", choices=("resnet101", "tiny"),
-                        help="end-to-end trunk: VL-BERT's ResNet-101 C4, or the CPU main job's tiny C4 "
-                             "(main_job_e2e.yaml; use --image-size 128,128)")
+    parser.add_argument("--trunk", default="resnet101", choices=sorted(TRUNKS),
+                        help="end-to-end trunk: VL-BERT's ResNet-101 C4, or the CPU main job's tiny C4 at "
+                             "stride 16 (tiny) or 8 (tiny8, main_job_e2e.yaml's); use --image-size 128,128")
     parser.add_argument("--optimizer", action="store_true", help="include the AdamW update in the step")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
