@@ -168,9 +168,13 @@ def test_the_tiny_trunks_detector_stage_is_built_once_beside_the_corpus_and_load
         load_tiny_frontend(tiny_c4_frontend(8, 32), path)
     with pytest.raises(ConfigError, match="embedded-layout corpus"):
         cfg.model.visual.build(str(tmp_path), seed=0)
-    # the stride-8 trunk has the same tensors: its stage is kept under its own name, never mixed up
+    # the stride-8 trunk has the same tensors: its stage is kept under its own name, and a stage file
+    # given by path to a front-end of the other stride is refused (the file records its stride)
     assert frontend_cache_path(corpus, 4, 16, 3, 0, stride=16) == path
     assert "-stride8-" in frontend_cache_path(corpus, 4, 16, 3, 0, stride=8)
+    with pytest.raises(ValueError, match="trained at stride 16, this front-end has stride 8"):
+        load_tiny_frontend(tiny_c4_frontend(4, 16, stride=8), path)
+    load_tiny_frontend(tiny_c4_frontend(4, 16, stride=16), path)
 
 
 def test_tiny_end_to_end_run_reports_the_masking_leak(corpus, tmp_path):
