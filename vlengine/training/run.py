@@ -73,19 +73,17 @@ def _detector_stage_on_rank_zero(cfg: PretrainConfig, corpus_dir, rank: int, wor
     rank, each would train the same file with its own share of the cores: twice the wall time on 2 ranks."""
     import torch.distributed as dist
 
-    from .frontend_pretraining import ensure_corpus_frontend, frontend_cache_path
     from .visual_section import CORPUS_WEIGHTS
 
     visual = cfg.model.visual
-    if world == 1 or visual is None or visual.weights != CORPUS_WEIGHTS or corpus_dir is None:
+    if world == 1 or visual is None or visual.weights != CORPUS_WEIGHTS:
         return   # decided from the config alone: every rank meets the barrier below, or none does
-    args = (corpus_dir, visual.width, visual.out_features, visual.pretrain_steps, cfg.train.seed)
-    if rank == 0 and os.path.isfile(os.path.join(corpus_dir, "MANIFEST.json")) and \
-            not os.path.isfile(frontend_cache_path(*args, stride=visual.stride)):   # else: kept, or build refuses
+    visual.check_corpus(corpus_dir)   # every rank refuses a wrong folder, none waits for rank 0
+    if rank == 0:
         share = rank_threads(cfg.train.threads) or torch.get_num_threads()
         torch.set_num_threads(min(available_cores(), share * local_ranks(os.environ)))
         try:
-            ensure_corpus_frontend(*args, log=log, stride=visual.stride)
+            visual.corpus_stage(corpus_dir, cfg.train.seed, log)   # returns at once when the file is kept
         finally:
             use_rank_threads(cfg.train.threads)
     dist.barrier()   # ranks of other machines without the file build their own copy (the same seed)

@@ -84,18 +84,26 @@ class VisualSection:
                   "feature_mask_margin": self.feature_mask_margin}
         if self.trunk == "tiny":
             frontend = tiny_c4_frontend(self.width, self.out_features, mask_mode=mode, stride=self.stride, **common)
-            weights = self.weights
-            if weights == CORPUS_WEIGHTS:
-                from .frontend_pretraining import ensure_corpus_frontend
-                if corpus_dir is None or not os.path.isfile(os.path.join(corpus_dir, "MANIFEST.json")):
-                    raise ConfigError(f"model.visual.weights {CORPUS_WEIGHTS!r} trains the tiny trunk on an "
-                                      f"embedded-layout corpus folder; {corpus_dir!r} is not one")
-                weights = ensure_corpus_frontend(corpus_dir, self.width, self.out_features, self.pretrain_steps,
-                                                 seed, log=log, stride=self.stride)
+            weights = self.corpus_stage(corpus_dir, seed, log) if self.weights == CORPUS_WEIGHTS else self.weights
             if weights is not None:
                 load_tiny_frontend(frontend, weights)
             return frontend
         return resnet_c4_frontend(int(self.trunk[len("resnet"):]), self.weights, mask_mode=mode, **common)
+
+    def check_corpus(self, corpus_dir: str | None) -> None:
+        """Weights "corpus" train the tiny trunk's detector stage on an embedded-layout corpus folder."""
+        if corpus_dir is None or not os.path.isfile(os.path.join(corpus_dir, "MANIFEST.json")):
+            raise ConfigError(f"model.visual.weights {CORPUS_WEIGHTS!r} trains the tiny trunk on an "
+                              f"embedded-layout corpus folder; {corpus_dir!r} is not one")
+
+    def corpus_stage(self, corpus_dir: str | None, seed: int, log=None) -> str:
+        """The file of the tiny trunk's detector stage on ``corpus_dir`` (weights "corpus"; built on first
+        use and kept, frontend_pretraining.py)."""
+        from .frontend_pretraining import ensure_corpus_frontend
+
+        self.check_corpus(corpus_dir)
+        return ensure_corpus_frontend(corpus_dir, self.width, self.out_features, self.pretrain_steps, seed,
+                                      log=log, stride=self.stride)
 
     def export_entry(self) -> str:
         """The header entry (``EXPORT_KEY``) of an export whose backbone has this front-end: its

@@ -30,23 +30,25 @@ def tiny_c4_frontend(width: int = 16, out_features: int = 64, freeze_stem: bool 
 
 def load_tiny_frontend(frontend: VisualFrontEnd, weights) -> None:
     """Fill a tiny front-end (trunk + head) from the state dict its detector stage saved (a file or a mapping)."""
-    state = read_state_dict(weights) if not isinstance(weights, dict) else weights
-    saved = _saved_stride(weights) if not isinstance(weights, dict) else None
-    if saved is not None and saved != str(frontend.trunk.stride):
-        # Both strides have the same tensors: only the file's metadata tells them apart.
-        raise ValueError(f"front-end weights: {weights} were trained at stride {saved}, this front-end has stride "
-                         f"{frontend.trunk.stride} (set model.visual.stride: {saved})")
+    if isinstance(weights, dict):
+        state = weights
+    else:
+        state = read_state_dict(weights)
+        _check_saved_stride(weights, frontend.trunk.stride)
     load_state_checked(frontend, state, f"tiny front-end (width {frontend.trunk.out_channels // 4}, "
                        f"{frontend.head.out_channels} features)", kind="front-end weights")
 
 
-def _saved_stride(path) -> str | None:
-    """The stride a detector-stage .safetensors file records (None: not recorded, or not such a file)."""
+def _check_saved_stride(path, stride: int) -> None:
+    """Both strides have the same tensors: only a detector-stage file's metadata tells them apart."""
     if not str(path).endswith(".safetensors"):
-        return None
+        return
     from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:   # read_state_dict has already read the file: it opens
-        return (f.metadata() or {}).get("stride")
+    with safe_open(str(path), "pt") as f:   # readable: read_state_dict has just read it
+        saved = (f.metadata() or {}).get("stride")
+    if saved is not None and saved != str(stride):
+        raise ValueError(f"front-end weights: {path} were trained at stride {saved}, this front-end has stride "
+                         f"{stride} (set model.visual.stride: {saved})")
 
 
 __all__ = ["FrozenBatchNorm2d", "Res5Head", "ResNetC4", "TinyC4", "TinyHead", "VisualFrontEnd", "load_tiny_frontend", "load_torchvision_resnet",

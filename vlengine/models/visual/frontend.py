@@ -51,7 +51,6 @@ class VisualFrontEnd(nn.Module):
         if feature_mask_margin < 0:
             raise ValueError(f"VisualFrontEnd: feature_mask_margin must be >= 0 cells, got {feature_mask_margin}")
         self.feature_mask_margin = int(feature_mask_margin)
-        self.stride = stride
         self.trunk, self.head = trunk, head
         self.spatial_scale = 1.0 / stride
         self.output_size = output_size
@@ -117,6 +116,6 @@ class VisualFrontEnd(nn.Module):
         """``rois`` [M, 5] with each box grown by ``feature_mask_margin`` cells (clamped to the image)."""
         if self.feature_mask_margin == 0:
             return rois
-        pad = float(self.feature_mask_margin * self.stride)
+        pad = self.feature_mask_margin / self.spatial_scale   # cells -> input pixels
         boxes = torch.minimum((rois[:, 1:] + rois.new_tensor([-pad, -pad, pad, pad])).clamp_min(0), upper)
         return torch.cat((rois[:, :1], boxes), dim=1)
