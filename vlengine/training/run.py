@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 
@@ -14,6 +15,13 @@ from .loop import TrainResult, train
 from .main_eval import build_evaluator
 from .qa_data import load_questions
 from .threads import available_cores, local_ranks, rank_threads, use_rank_threads
+
+
+# How long the other ranks wait for rank 0's detector stage. The process group's timeout (DeepSpeed's
+# default: 10 minutes) is sized for one collective, not for a stage of many steps: 1,200 steps on a
+# 2-core machine shared with other jobs took over 10 minutes, and rank 1 died in the barrier with a
+# gloo timeout. A rank 0 that fails still ends the run: its launcher stops the others (local_ranks.py).
+STAGE_WAIT = datetime.timedelta(hours=24)
 
 
 def model_config(cfg: PretrainConfig, tokenizer, manifest: dict):
@@ -77,16 +85,33 @@ def _detector_stage_on_rank_zero(cfg: PretrainConfig, corpus_dir, rank: int, wor
 
     visual = cfg.model.visual
     if world == 1 or visual is None or visual.weights != CORPUS_WEIGHTS:
-        return   # decided from the config alone: every rank meets the barrier below, or none does
+        return   # decided from the config alone: every rank meets rank_zero_first below, or none does
     visual.check_corpus(corpus_dir)   # every rank refuses a wrong folder, none waits for rank 0
-    if rank == 0:
+
+    def build() -> None:
         share = rank_threads(cfg.train.threads) or torch.get_num_threads()
         torch.set_num_threads(min(available_cores(), share * local_ranks(os.environ)))
         try:
             visual.corpus_stage(corpus_dir, cfg.train.seed, log)   # returns at once when the file is kept
         finally:
             use_rank_threads(cfg.train.threads)
-    dist.barrier()   # ranks of other machines without the file build their own copy (the same seed)
+
+    # ranks of other machines without the file build their own copy afterwards (the same seed)
+    rank_zero_first(build, rank)
+
+
+def rank_zero_first(build, rank: int, timeout: datetime.timedelta = STAGE_WAIT) -> None:
+    """Rank 0 runs ``build()`` while every other rank waits for it, up to ``timeout`` (not the
+    process group's own timeout: a gloo group of its own carries it). Every rank must call it."""
+    import torch.distributed as dist
+
+    group = dist.new_group(backend="gloo", timeout=timeout)
+    try:
+        if rank == 0:
+            build()
+        dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
 
 
 def export_metadata(backbone, vocab_path: str, prefix: str = "model.", visual=None, **fields) -> dict[str, str]:
