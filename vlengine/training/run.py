@@ -79,8 +79,6 @@ def _detector_stage_on_rank_zero(cfg: PretrainConfig, corpus_dir, rank: int, wor
     """The tiny trunk's detector stage (model.visual.weights: corpus), built once by rank 0 with the cores
     of every rank on its machine while the others wait; each then reads the kept file. Built by every
     rank, each would train the same file with its own share of the cores: twice the wall time on 2 ranks."""
-    import torch.distributed as dist
-
     from .visual_section import CORPUS_WEIGHTS
 
     visual = cfg.model.visual
