@@ -95,7 +95,8 @@ setup(
     package_data={"vlengine.configs": ["*.yaml", "finetune/*.yaml", "deepspeed/*.json"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack"],
+    install_requires=["torch>=2.4", "numpy", "safetensors", "tokenizers", "tqdm", "pyyaml", "pillow", "lmdb", "msgpack",
+                      "filelock"],
     extras_require={
         "test": ["pytest", "pytest-benchmark", "transformers", "torchvision", "expecttest", "hypothesis", "matplotlib"],
         "plot": ["matplotlib"],

@@ -3,10 +3,14 @@ from which a linear probe reads colour, shape and size."""
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from vlengine.data.corpus import build_embedded_corpus
 from vlengine.data.corpus import features as F
@@ -154,3 +158,30 @@ def test_ensure_embedded_corpus_builds_once(tmp_path, monkeypatch):
     assert os.path.getmtime(os.path.join(root, "MANIFEST.json")) == stamp  # not rebuilt
     with pytest.raises(ValueError, match="num_train"):
         build_embedded_corpus(str(tmp_path / "x"), num_train=0)
+
+
+ASK_FOR_CORPUS = """
+import pathlib, sys
+from vlengine.data.corpus import ensure_embedded_corpus
+pathlib.Path(sys.argv[2]).touch()   # about to ask: the corpus is not built yet
+print(ensure_embedded_corpus(sys.argv[1], seed=3, num_train=40, num_heldout=4, num_text_documents=2))
+"""
+
+
+def test_ensure_embedded_corpus_waits_for_a_build_under_way(tmp_path):
+    """A process asking for the corpus while another builds it (rank 1 while rank 0 builds, on a fresh
+    machine) waits and reuses that build: without the lock both wrote one .partial folder and one died."""
+    root, asking = str(tmp_path / "corpus"), tmp_path / "asking"
+    with FileLock(root + ".lock"):   # this process is the builder that got there first
+        other = subprocess.Popen([sys.executable, "-c", ASK_FOR_CORPUS, root, str(asking)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not asking.exists():
+            assert other.poll() is None and time.monotonic() < deadline, other.communicate()
+            time.sleep(0.05)
+        build_embedded_corpus(root, seed=3, num_train=40, num_heldout=4, num_text_documents=2)
+        built = os.path.getmtime(os.path.join(root, "MANIFEST.json"))
+    out, err = other.communicate(timeout=120)
+    assert other.returncode == 0, err
+    assert out.strip() == root
+    assert os.path.getmtime(os.path.join(root, "MANIFEST.json")) == built   # found built, not rebuilt

@@ -28,6 +28,7 @@ import shutil
 import time
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 from ..store import StoreWriter
@@ -193,8 +194,19 @@ def default_corpus_dir(seed: int = 0) -> str:
 
 
 def ensure_embedded_corpus(out_dir: str | None = None, seed: int = 0, **sizes) -> str:
-    """The corpus directory, built first if it does not exist yet (the default data of ``vlengine pretrain``)."""
-    out_dir = out_dir or default_corpus_dir(seed)
-    if not os.path.exists(os.path.join(out_dir, "MANIFEST.json")):
-        build_embedded_corpus(out_dir, seed=seed, overwrite=os.path.exists(out_dir), **sizes)
+    """The corpus directory, built first if it does not exist yet (the default data of ``vlengine pretrain``).
+
+    Processes that ask at once (the ranks of one run, two jobs on one machine) take turns on a lock
+    file beside it: the first builds, the others find it built. Without the lock they all wrote into
+    the same ``.partial`` folder and one died on the other's shard.
+    """
+    out_dir = os.path.abspath(out_dir or default_corpus_dir(seed))
+    manifest = os.path.join(out_dir, "MANIFEST.json")
+    if os.path.exists(manifest):
+        return out_dir
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    # filelock (a torch dependency): an OS lock, released by the OS if its holder dies mid-build
+    with FileLock(out_dir + ".lock"):
+        if not os.path.exists(manifest):
+            build_embedded_corpus(out_dir, seed=seed, overwrite=os.path.exists(out_dir), **sizes)
     return out_dir
