@@ -61,6 +61,21 @@ def test_fidelity_is_checked_printed_and_defaults_to_released():
     assert cfg.model.settings["box_geometry"] == "centre_size"
 
 
+def test_vlbert_released_form_end_to_end_keeps_the_features_of_the_zeroed_pixels():
+    """The released code replaces a masked RoI's appearance by a learned vector with precomputed features
+    only; end to end with raw pixels masked it passes none (the RoI keeps the zeroed pixels' features)."""
+    visual = {"trunk": "tiny", "width": 16, "out_features": 64}
+
+    def embedding(fidelity=None, **model):
+        cfg = _config("vlbert", fidelity, model={"preset": "tiny", **model},
+                      data={"images": "visual" in model})
+        return cfg.model.settings["masked_region_embedding"]
+
+    assert (embedding(), embedding("paper")) == ("appearance", "visual")
+    assert (embedding(visual=visual), embedding("paper", visual=visual)) == ("computed", "visual")
+    assert embedding(visual=visual, masked_region_embedding="appearance") == "appearance"   # written: kept
+
+
 def test_a_written_setting_wins_over_the_fidelity_and_set_moves_the_rest():
     cfg = _config("vlbert", "released", masking={"region_targets": "hard"})
     paper = cfg.with_overrides(["fidelity=paper"])

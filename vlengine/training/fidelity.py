@@ -23,9 +23,13 @@ class Departure:
     paper: object
     released: object
     unless: str | None = None   # not filled when the config writes this setting (it decides the same thing)
+    # the released code's value when the config trains end to end (model.visual set), where it differs
+    released_end_to_end: object = None
 
-    def value(self, fidelity: str):
-        return self.paper if fidelity == "paper" else self.released
+    def value(self, fidelity: str, end_to_end: bool = False):
+        if fidelity == "paper":
+            return self.paper
+        return self.released_end_to_end if end_to_end and self.released_end_to_end is not None else self.released
 
 
 DEPARTURES = (
@@ -33,7 +37,8 @@ DEPARTURES = (
     Departure("vlbert", "masking.region_mask_prob", 1.0, 0.9),
     Departure("vlbert", "masking.region_targets", "hard", "soft"),
     Departure("vlbert", "model.box_geometry", "corners", "centre_size"),
-    Departure("vlbert", "model.masked_region_embedding", "visual", "appearance"),
+    # end to end with raw pixels masked the code passes no learned vector: the features of the zeroed pixels
+    Departure("vlbert", "model.masked_region_embedding", "visual", "appearance", released_end_to_end="computed"),
     # InterBERT (seed 002 sec. 3.3, 4.6, A.1; code: black4321/InterBERT)
     Departure("interbert", "masking.preset", "interbert", "interbert-released"),
     Departure("interbert", "masking.one_modality_per_row", True, False),
@@ -62,6 +67,8 @@ def fill_departures(values: dict, recipe: str, fidelity: str) -> tuple[dict, tup
     its own parser reports it."""
     values = dict(values)
     filled = []
+    model = values.get("model")
+    end_to_end = isinstance(model, dict) and model.get("visual") is not None
     for departure in departures_of(recipe):
         section, key = departure.setting.split(".")
         mapping = values.get(section)
@@ -70,7 +77,7 @@ def fill_departures(values: dict, recipe: str, fidelity: str) -> tuple[dict, tup
         if not isinstance(mapping, dict):
             continue
         if key not in mapping and not _written(values, departure.unless):
-            values[section] = {**mapping, key: departure.value(fidelity)}
+            values[section] = {**mapping, key: departure.value(fidelity, end_to_end)}
             filled.append(departure.setting)
     return values, tuple(filled)
 
