@@ -74,6 +74,12 @@ def test_vlbert_released_form_end_to_end_keeps_the_features_of_the_zeroed_pixels
     assert (embedding(), embedding("paper")) == ("appearance", "visual")
     assert (embedding(visual=visual), embedding("paper", visual=visual)) == ("computed", "visual")
     assert embedding(visual=visual, masked_region_embedding="appearance") == "appearance"   # written: kept
+    from vlengine.training.config import PretrainConfig
+    for name in ("vlbert_base_e2e_bf16.yaml", "vlbert_large_e2e_v100_fp16.yaml", "main_job_e2e.yaml"):
+        shipped = PretrainConfig.from_file(os.path.join(CONFIGS, name))
+        paper = shipped.with_overrides(["fidelity=paper"])
+        assert (shipped.model.settings["masked_region_embedding"],
+                paper.model.settings["masked_region_embedding"]) == ("computed", "visual"), name
 
 
 def test_a_written_setting_wins_over_the_fidelity_and_set_moves_the_rest():
